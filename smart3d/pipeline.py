@@ -1,0 +1,122 @@
+"""One object to get meshes: tokenizer + transformer (+ classifier) loaded from ``weights/``.
+
+    from smart3d import load_pipeline
+    pipe = load_pipeline()                                   # shipped weights, best device
+    for step in pipe.sample_steps("chair", num=1, seed=0):   # stream the decoding
+        print(step.index, int(step.committed.sum()))
+    result = pipe.generate("chair", num=4, seed=0)[0]        # or just the results
+    result.mesh.export("chair.glb"); result.points.shape     # (2048, 3) float32
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import trimesh
+
+from . import geometry as G
+from .dataset import check_class
+from .model import MaskedTransformer, ModelConfig
+from .sampler import SamplingOptions, Step, sample_steps
+from .shapes import CLASSES
+from .tokenizer import Tokenizer, TokenizerConfig
+from .weights import WEIGHTS_DIR, best_device, load_pretrained
+
+
+@dataclass
+class Result:
+    """A generated or completed shape."""
+
+    tokens: torch.Tensor        # (L,) int64 final token sequence
+    field: np.ndarray           # (32, 32, 32) float32 occupancy probability
+    mesh: trimesh.Trimesh       # watertight, canonical frame, outward normals
+    points: np.ndarray          # (2048, 3) float32 surface points
+    label: int | None           # class id used (None: unconditional)
+    seed: int
+
+
+class Pipeline:
+    """Tokenizer + SMART-3D transformer on one device."""
+
+    def __init__(self, tokenizer: Tokenizer, model: MaskedTransformer, device: torch.device):
+        self.tokenizer, self.model, self.device = tokenizer.eval(), model.eval(), device
+        self.layout = model.layout
+
+    # ---- inputs -----------------------------------------------------------------------------
+
+    def label_of(self, class_name: str | None) -> int:
+        """Class id for a class name; None -> the null (unconditional) class."""
+        return self.model.null_class if class_name is None else CLASSES.index(check_class(class_name))
+
+    @torch.no_grad()
+    def tokens_of_points(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens and visibility of a (partial) point cloud already in the canonical frame.
+
+        points (N, 3) -> tokens (L,) int64 and visible (L,) bool. A fine token is visible where
+        the patch holds points; a coarse token where all its patches are visible.
+        """
+        from .masking import _with_coarse
+
+        surface = torch.from_numpy(G.voxelize_points(points))[None].to(self.device)
+        tokens = self.tokenizer.encode(surface)[0].cpu()
+        fine_vis = torch.from_numpy(G.visible_patch_mask(points))[None]
+        return tokens, _with_coarse(fine_vis, self.layout)[0]
+
+    # ---- decoding ---------------------------------------------------------------------------
+
+    def sample_steps(self, class_name: str | None = None, num: int = 1, seed: int = 0,
+                     options: SamplingOptions = SamplingOptions(), known_tokens: torch.Tensor | None = None,
+                     known_mask: torch.Tensor | None = None) -> Iterator[Step]:
+        """Stream the decoding of ``num`` shapes (see ``smart3d.sampler.sample_steps``)."""
+        if not 1 <= num <= 64:
+            raise ValueError(f"num must be between 1 and 64, got {num}")
+        labels = torch.full((num,), self.label_of(class_name), dtype=torch.long)
+        g = torch.Generator().manual_seed(int(seed))
+        if known_tokens is not None:
+            known_tokens, known_mask = known_tokens.expand(num, -1), known_mask.expand(num, -1)
+        return sample_steps(self.model, self.tokenizer, labels, options, g, known_tokens, known_mask)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, seed: int = 0, label: int | None = None) -> list[Result]:
+        """Token sequences (B, L) -> results with field, mesh and points."""
+        logits = self.tokenizer.decode(tokens.to(self.device))
+        out = []
+        for i in range(len(tokens)):
+            field = torch.sigmoid(logits[i]).float().cpu().numpy()
+            mesh = G.mesh_from_field(field, 0.5)
+            out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=seed + i),
+                              label, seed))
+        return out
+
+    def generate(self, class_name: str | None = None, num: int = 1, seed: int = 0,
+                 options: SamplingOptions = SamplingOptions()) -> list[Result]:
+        """Generate ``num`` shapes of a class (None: unconditional)."""
+        last = None
+        for last in self.sample_steps(class_name, num, seed, replace(options, preview=False)):
+            pass
+        label = None if class_name is None else self.label_of(class_name)
+        return self.decode(last.tokens, seed, label)
+
+    def complete(self, points: np.ndarray, class_name: str | None = None, seed: int = 0,
+                 options: SamplingOptions = SamplingOptions(), num: int = 1) -> list[Result]:
+        """Complete a partial point cloud given in the canonical frame (see ``smart3d.io``)."""
+        tokens, visible = self.tokens_of_points(points)
+        last = None
+        for last in self.sample_steps(class_name, num, seed, replace(options, preview=False),
+                                      tokens[None], visible[None]):
+            pass
+        label = None if class_name is None else self.label_of(class_name)
+        return self.decode(last.tokens, seed, label)
+
+
+def load_pipeline(weights_dir: str | Path = WEIGHTS_DIR, device: str | torch.device | None = None) -> Pipeline:
+    """The shipped tokenizer and transformer from ``weights_dir`` on the best (or given) device."""
+    device = torch.device(device) if device is not None else best_device()
+    weights_dir = Path(weights_dir)
+    tokenizer = load_pretrained(Tokenizer, TokenizerConfig, weights_dir / "tokenizer", device)
+    model = load_pretrained(MaskedTransformer, ModelConfig, weights_dir / "model", device)
+    return Pipeline(tokenizer, model, device)
