@@ -20,6 +20,7 @@ through one global state, as in plain linear attention.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -92,10 +93,16 @@ def token_centroids(lattices: list[int], prefix: int = 0, dtype=torch.float32, d
     return torch.cat(parts)
 
 
+@functools.lru_cache(maxsize=16)
+def _squared_distances(lattices: tuple[int, ...]) -> torch.Tensor:
+    """||c_i - c_j||^2 between all lattice tokens, float64, computed once per layout."""
+    c = token_centroids(list(lattices), dtype=torch.float64)
+    return ((c[:, None] - c[None]) ** 2).sum(-1)
+
+
 def spatial_kernel_matrix(gamma: torch.Tensor, lattices: list[int], prefix: int = 0) -> torch.Tensor:
     """Materialised exp(-gamma ||c_i - c_j||^2) with prefix rows/columns of ones: (H, L, L)."""
-    c = token_centroids(lattices, dtype=gamma.dtype, device=gamma.device)
-    d2 = torch.cdist(c, c).pow(2)
+    d2 = _squared_distances(tuple(lattices)).to(gamma.device, gamma.dtype)
     K = torch.exp(-gamma[:, None, None] * d2[None])
     if prefix:
         K = F.pad(K, (prefix, 0, prefix, 0), value=1.0)

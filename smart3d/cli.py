@@ -33,6 +33,68 @@ def cmd_shapes(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(indices)} {name} shapes)")
 
 
+def _options(args: argparse.Namespace):
+    from .sampler import SamplingOptions
+
+    return SamplingOptions(num_steps=args.steps, schedule=args.schedule, policy=args.policy, top_k=args.top_k,
+                           temperature=(args.temperature_start, args.temperature_end),
+                           cfg_scale=args.guidance).check()
+
+
+def _write_results(results, out: Path, stem: str, settings: dict) -> list[str]:
+    from .export import export_mesh, export_points
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, r in enumerate(results):
+        name = f"{stem}_{k:02d}" if len(results) > 1 else stem
+        export_mesh(r.mesh, out / f"{name}.glb", {**settings, "index": k})
+        export_points(r.points, out / f"{name}.ply")
+        names.append(name)
+    return names
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .dataset import check_class
+    from .pipeline import load_pipeline
+
+    if args.image:
+        raise ValueError("image conditioning is not available yet: no image-encoder weights are shipped")
+    name = None if args.class_name == "none" else check_class(args.class_name)
+    options = _options(args)
+    pipe = load_pipeline(args.weights, args.device)
+    t0 = time.time()
+    results = pipe.generate(name, args.num, args.seed, options)
+    settings = {"class": name, "seed": args.seed, **options.__dict__}
+    names = _write_results(results, Path(args.out), name or "shape", settings)
+    faces = sum(len(r.mesh.faces) for r in results)
+    print(f"generated {len(results)} {name or 'unconditional'} shapes (seed {args.seed}, {options.num_steps} steps) "
+          f"in {time.time() - t0:.1f} s on {pipe.device}: {', '.join(n + '.glb' for n in names)} in {args.out} "
+          f"({faces} faces)")
+
+
+def cmd_complete(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .dataset import check_class
+    from .io import load_point_cloud, normalize_unit_box
+    from .pipeline import load_pipeline
+
+    name = None if args.class_name in (None, "none") else check_class(args.class_name)
+    options = _options(args)
+    points = load_point_cloud(args.input, generator=np.random.default_rng(args.seed))
+    if np.abs(points).max() > 1.0:                # not in the canonical frame yet: per-shape unit box
+        points, _ = normalize_unit_box(points)
+    pipe = load_pipeline(args.weights, args.device)
+    t0 = time.time()
+    results = pipe.complete(points, name, args.seed, options, num=args.num)
+    stem = Path(args.input).stem + "_completed"
+    settings = {"class": name, "seed": args.seed, "input": Path(args.input).name, **options.__dict__}
+    names = _write_results(results, Path(args.out), stem, settings)
+    print(f"completed {args.input} ({len(points)} points) as {name or 'any class'} (seed {args.seed}) "
+          f"in {time.time() - t0:.1f} s: {', '.join(n + '.glb' for n in names)} in {args.out}")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from .dataset import build_cache
 
@@ -59,6 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .dataset import DEFAULT_CACHE
+    from .weights import WEIGHTS_DIR
 
     p = argparse.ArgumentParser(prog="python -m smart3d", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -84,11 +147,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_data)
 
+    for cmd, fn, hlp in (("generate", cmd_generate, "generate shapes of a class"),
+                         ("complete", cmd_complete, "complete a partial scan")):
+        s = sub.add_parser(cmd, help=hlp)
+        if cmd == "generate":
+            s.add_argument("--class", dest="class_name", required=True,
+                           help=f"one of: {', '.join(CLASSES)}, or none (unconditional)")
+            s.add_argument("--image", default=None, help="condition on an image (not available yet)")
+        else:
+            s.add_argument("--input", required=True, help="partial scan: .ply .obj .off .stl .glb .xyz .npy .npz .pcd")
+            s.add_argument("--class", dest="class_name", default=None, help="class hint (default: none)")
+        s.add_argument("--num", type=int, default=4 if cmd == "generate" else 1, help="number of shapes")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--steps", type=int, default=25, help="decoding steps")
+        s.add_argument("--schedule", default="cosine", help="cosine, linear, square or sqrt")
+        s.add_argument("--policy", default="spatial", help="spatial, confidence, random or raster")
+        s.add_argument("--top-k", type=int, default=10)
+        s.add_argument("--temperature-start", type=float, default=0.8)
+        s.add_argument("--temperature-end", type=float, default=0.5)
+        s.add_argument("--guidance", type=float, default=3.0, help="final classifier-free guidance scale")
+        s.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder")
+        s.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
+        s.add_argument("--out", required=True, help="output folder")
+        s.set_defaults(func=fn)
+
     from . import evaluate, train
     train.add_arguments(sub.add_parser("train", help="train a component (resumable)"))
     sub.choices["train"].set_defaults(func=cmd_train)
     evaluate.add_arguments(sub.add_parser("evaluate", help="evaluate and write a JSON of figures"))
     sub.choices["evaluate"].set_defaults(func=cmd_evaluate)
+    from . import bench
+    bench.add_arguments(sub.add_parser("bench", help="speed benchmarks (table + JSON)"))
+    sub.choices["bench"].set_defaults(func=lambda a: bench.main(a))
     return p
 
 
@@ -96,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ValueError as e:                    # user mistakes: one line, no traceback
+    except (ValueError, FileNotFoundError) as e:    # user mistakes: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

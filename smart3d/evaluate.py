@@ -5,6 +5,18 @@ Tasks:
   validation split of the same class (same distribution: ~50% expected) and against the
   validation split of another class (different: ~100%), and the shipped classifier's accuracy on
   the test split.
+- ``reconstruction``: the shipped tokenizer on the test split: voxel IoU, CD between reconstructed
+  and true surface points, codebook usage and perplexity.
+- ``generation``: ``--num`` shapes per class from the shipped model against the test split:
+  MMD / COV / 1-NNA under CD (and EMD with ``--emd``), the classifier's accuracy on the samples
+  and the Frechet distance of its features (our "FID").
+- ``completion``: test shapes cut in half by a random plane through the centre; the model
+  completes the missing half. CD / EMD to the full shape, next to the partial input alone and to
+  nearest-neighbour retrieval from the training split by partial-to-full (one-sided) CD.
+
+Point metrics use PointFlow's global normalisation, with statistics from the class's training
+split (``smart3d.io.global_normalization_stats``); units: CD and MMD-CD x1e3, EMD and MMD-EMD
+x1e2, COV and 1-NNA in %.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import torch
 
 from .shapes import CLASSES
 
-TASKS = ("benchmark",)
+TASKS = ("benchmark", "reconstruction", "generation", "completion")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-per-class", type=int, default=1000, help="benchmark size the splits come from")
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--out", default=None, help="JSON file for the figures")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (generation, completion)")
+    p.add_argument("--steps", type=int, default=25, help="decoding steps")
+    p.add_argument("--batch-size", type=int, default=25, help="shapes decoded together")
+    p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
+    p.add_argument("--weights", default=None, help="weights folder (default: weights/)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
 
 
 def _header(args: argparse.Namespace) -> dict:
@@ -58,7 +76,7 @@ def evaluate_benchmark(args: argparse.Namespace) -> dict:
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     model = load_pretrained(ShapeClassifier, ClassifierConfig, WEIGHTS_DIR / "classifier")
-    pred, _ = classify(model, test.occupancy)
+    pred, _ = classify(model, test.points)
     pts = {}
     for c in args.classes:
         label = CLASSES.index(c)
@@ -87,5 +105,189 @@ def evaluate_benchmark(args: argparse.Namespace) -> dict:
             "seconds": time.time() - t0}
 
 
+def _stats(args, classes) -> dict:
+    """PointFlow global-normalisation statistics per class, from its training split."""
+    from .dataset import load_split
+    from .io import global_normalization_stats
+
+    train = load_split("train", classes, args.num_per_class, args.cache)
+    return {c: global_normalization_stats(train.points[train.labels == CLASSES.index(c)]) for c in classes}
+
+
+def _norm(points: np.ndarray, stats: dict) -> torch.Tensor:
+    from .io import normalize_global
+
+    return torch.from_numpy(np.ascontiguousarray(normalize_global(points, stats), dtype=np.float32))
+
+
+def _weights_dir(args):
+    from .weights import WEIGHTS_DIR
+
+    return args.weights or WEIGHTS_DIR
+
+
+def evaluate_reconstruction(args: argparse.Namespace) -> dict:
+    from .dataset import load_split
+    from .geometry import mesh_from_field, sample_surface
+    from .metrics import chamfer_distance
+    from .tokenizer import Tokenizer, TokenizerConfig, iou, usage_stats
+    from .weights import best_device, load_pretrained, read_config
+
+    t0 = time.time()
+    device = torch.device(args.device or best_device())
+    path = f"{_weights_dir(args)}/tokenizer"
+    tok = load_pretrained(Tokenizer, TokenizerConfig, path, device)
+    test = load_split("test", args.classes, args.num_per_class, args.cache)
+    stats = _stats(args, args.classes)
+    rows, per_class, all_tokens = [], {}, []
+    watertight = total = 0
+    for c in args.classes:
+        sel = np.flatnonzero(test.labels == CLASSES.index(c))[: args.num]
+        ious, cds = [], []
+        for i in range(0, len(sel), 32):
+            b = sel[i:i + 32]
+            with torch.no_grad():
+                tokens = tok.encode(torch.from_numpy(test.surface[b]).to(device))
+                logits = tok.decode(tokens)
+            all_tokens.append(tokens.cpu())
+            ious.append(iou(logits, torch.from_numpy(test.occupancy[b]).to(device)).cpu())
+            for j, k in enumerate(b):
+                mesh = mesh_from_field(torch.sigmoid(logits[j]).cpu().numpy(), 0.5)
+                watertight += int(mesh.is_watertight)
+                total += 1
+                rec = sample_surface(mesh, 2048, seed=int(k))
+                cds.append(float(chamfer_distance(_norm(rec, stats[c])[None], _norm(test.points[k], stats[c])[None])[0]))
+        m_iou, m_cd = float(torch.cat(ious).mean()), 1e3 * float(np.mean(cds))
+        per_class[c] = {"iou": m_iou, "min_iou": float(torch.cat(ious).min()), "cd_x1e3": m_cd, "num": int(len(sel))}
+        rows.append([c, len(sel), m_iou, 1e3 * float(np.median(cds)), m_cd])
+    tokens = torch.cat(all_tokens)
+    nc = tok.layout.num_coarse
+    usage = {"fine": usage_stats(tokens[:, nc:], tok.config.codebook_size)}
+    if nc:
+        usage["coarse"] = usage_stats(tokens[:, :nc], tok.config.coarse_codebook_size)
+    mean_iou = float(np.mean([v["iou"] for v in per_class.values()]))
+    rows.append(["mean", "", mean_iou, float("nan"), float(np.mean([v["cd_x1e3"] for v in per_class.values()]))])
+    _print_table("tokenizer reconstruction on the test split", ["class", "n", "IoU", "CD x1e3 (median)", "CD x1e3"], rows)
+    print("codebook: " + ", ".join(f"{k} usage {100 * v['usage']:.1f}% perplexity {v['perplexity']:.1f}"
+                                   for k, v in usage.items()) + f"; watertight meshes {watertight}/{total}")
+    return {**_header(args), "weights": read_config(path).get("command"), "per_class": per_class,
+            "mean_iou": mean_iou, "codebook": usage, "watertight": [watertight, total],
+            "seconds": time.time() - t0}
+
+
+def _generated(pipe, label_name: str, num: int, seed: int, steps: int, batch: int):
+    """Points (num, 2048, 3) and occupancy grids (num, 32^3) of generated shapes."""
+    from .sampler import SamplingOptions
+
+    pts, occ = [], []
+    for i in range(0, num, batch):
+        res = pipe.generate(label_name, min(batch, num - i), seed=seed + i,
+                            options=SamplingOptions(num_steps=steps))
+        pts += [r.points for r in res]
+        occ += [r.field > 0.5 for r in res]
+    return np.stack(pts), np.stack(occ)
+
+
+def evaluate_generation(args: argparse.Namespace) -> dict:
+    from .classifier import ClassifierConfig, ShapeClassifier, classify
+    from .dataset import load_split
+    from .metrics import compute_all_metrics, frechet_distance, to_report_units
+    from .pipeline import load_pipeline
+    from .weights import load_pretrained, read_config
+
+    t0 = time.time()
+    pipe = load_pipeline(_weights_dir(args), args.device)
+    clf = load_pretrained(ShapeClassifier, ClassifierConfig, f"{_weights_dir(args)}/classifier")
+    test = load_split("test", args.classes, args.num_per_class, args.cache)
+    stats = _stats(args, args.classes)
+    per_class, rows = {}, []
+    for c in args.classes:
+        label = CLASSES.index(c)
+        sel = np.flatnonzero(test.labels == label)[: args.num]
+        t1 = time.time()
+        gen_pts, gen_occ = _generated(pipe, c, args.num, args.seed + 1000 * label, args.steps, args.batch_size)
+        gen_seconds = time.time() - t1
+        m = to_report_units(compute_all_metrics(_norm(gen_pts, stats[c]), _norm(test.points[sel], stats[c]), emd=args.emd))
+        pred, feats = classify(clf, gen_pts)
+        _, ref_feats = classify(clf, test.points[sel])
+        m.update({"class accuracy %": 100 * float((pred == label).mean()), "FD": frechet_distance(feats, ref_feats),
+                  "num_generated": int(len(gen_pts)), "num_reference": int(len(sel)),
+                  "seconds per shape": gen_seconds / len(gen_pts)})
+        per_class[c] = m
+        rows.append([c] + [m.get(k, float("nan")) for k in _GEN_COLUMNS])
+        print(f"  {c}: done in {time.time() - t1:.0f} s", flush=True)
+    mean = {k: float(np.mean([v[k] for v in per_class.values() if k in v])) for k in _GEN_COLUMNS if
+            any(k in v for v in per_class.values())}
+    rows.append(["mean"] + [mean.get(k, float("nan")) for k in _GEN_COLUMNS])
+    _print_table(f"generation: {args.num} samples per class vs the test split", ["class"] + list(_GEN_COLUMNS), rows)
+    return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
+            "steps": args.steps, "seed": args.seed, "per_class": per_class, "mean": mean,
+            "seconds": time.time() - t0}
+
+
+_GEN_COLUMNS = ("1-NNA-CD %", "COV-CD %", "MMD-CD x1e3", "1-NNA-EMD %", "COV-EMD %", "MMD-EMD x1e2",
+                "class accuracy %", "FD")
+
+
+def evaluate_completion(args: argparse.Namespace) -> dict:
+    from .dataset import load_split
+    from .masking import plane_visible
+    from .metrics import chamfer_distance, emd_approx
+    from .pipeline import load_pipeline
+    from .sampler import SamplingOptions
+    from .weights import read_config
+
+    t0 = time.time()
+    pipe = load_pipeline(_weights_dir(args), args.device)
+    test = load_split("test", args.classes, args.num_per_class, args.cache)
+    train = load_split("train", args.classes, args.num_per_class, args.cache)
+    stats = _stats(args, args.classes)
+    g = torch.Generator().manual_seed(args.seed)
+    per_class, rows = {}, []
+    for c in args.classes:
+        label = CLASSES.index(c)
+        sel = np.flatnonzero(test.labels == label)[: args.num]
+        pool = torch.from_numpy(train.points[train.labels == label])        # retrieval candidates
+        res = {"completion": ([], []), "partial input": ([], []), "NN retrieval": ([], [])}
+        for k in sel:
+            n = torch.randn(3, generator=g)
+            n = n / n.norm()
+            full = test.points[k]
+            keep = full @ n.numpy() > 0
+            if keep.sum() < 16:                          # the cut kept (almost) nothing: flip it
+                n, keep = -n, ~keep
+            partial = full[keep]
+            idx = torch.randint(len(partial), (len(full),), generator=g).numpy()
+            partial_2048 = partial[idx]                   # resampled to 2048 points for EMD
+            tokens = pipe.tokenizer.encode(torch.from_numpy(test.surface[k:k + 1]).to(pipe.device))[0].cpu()
+            visible = plane_visible(n[None], torch.zeros(1), pipe.layout, whole=True)[0]
+            done = pipe.complete_tokens(tokens, visible, c, seed=args.seed + int(k),
+                                        options=SamplingOptions(num_steps=args.steps))[0].points
+            # retrieval: the training shape whose surface best explains the partial points
+            pp = torch.from_numpy(partial)[None].expand(len(pool), -1, -1)
+            one_sided = torch.cdist(pp, pool).min(-1).values.pow(2).mean(-1)
+            nn_shape = pool[one_sided.argmin()].numpy()
+            target = _norm(full, stats[c])[None]
+            for name, pts in (("completion", done), ("partial input", partial_2048), ("NN retrieval", nn_shape)):
+                x = _norm(pts, stats[c])[None]
+                res[name][0].append(float(chamfer_distance(x, target)[0]))
+                res[name][1].append(float(emd_approx(x, target)[0]))
+        per_class[c] = {name: {"CD x1e3": 1e3 * float(np.mean(v[0])), "EMD x1e2": 1e2 * float(np.mean(v[1]))}
+                        for name, v in res.items()}
+        per_class[c]["num"] = int(len(sel))
+        rows.append([c, len(sel)] + [per_class[c][name][m] for name in res for m in ("CD x1e3", "EMD x1e2")])
+    names = ["completion", "partial input", "NN retrieval"]
+    mean = {name: {m: float(np.mean([per_class[c][name][m] for c in args.classes])) for m in ("CD x1e3", "EMD x1e2")}
+            for name in names}
+    rows.append(["mean", ""] + [mean[name][m] for name in names for m in ("CD x1e3", "EMD x1e2")])
+    _print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
+                 ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
+    return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
+            "steps": args.steps, "seed": args.seed, "per_class": per_class, "mean": mean,
+            "seconds": time.time() - t0}
+
+
 def run(args: argparse.Namespace) -> dict:
-    return {"benchmark": evaluate_benchmark}[args.task](args)
+    tasks = {"benchmark": evaluate_benchmark, "reconstruction": evaluate_reconstruction,
+             "generation": evaluate_generation, "completion": evaluate_completion}
+    return tasks[args.task](args)

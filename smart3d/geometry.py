@@ -131,6 +131,7 @@ def mesh_from_field(field: np.ndarray, level: float, inside: str = "above",
     R = field.shape[0]
     sign = 1.0 if inside == "above" else -1.0
     f = sign * (field - level)                                   # > 0 inside
+    f[f == 0] = -1e-7                                            # no sample exactly on the surface
     if not np.any(f > 0):
         return trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=np.int64))
     pad = float(min(f.min(), 0.0) - 1.0)
@@ -141,7 +142,12 @@ def mesh_from_field(field: np.ndarray, level: float, inside: str = "above",
         verts = -extent + (verts + 0.5) * (2.0 * extent / R)
     else:
         verts = -extent + verts * (2.0 * extent / (R - 1))
-    return trimesh.Trimesh(vertices=verts, faces=faces, process=True)   # "ascent": outward normals
+    mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=True)   # "ascent": outward normals
+    if not mesh.is_watertight:            # samples exactly on the level make zero-area triangles
+        mesh.update_faces(mesh.nondegenerate_faces())
+        mesh.remove_unreferenced_vertices()
+        mesh.merge_vertices()
+    return mesh
 
 
 def sample_surface(mesh: trimesh.Trimesh, num_points: int, seed: int = 0) -> np.ndarray:

@@ -99,10 +99,18 @@ def _with_coarse(fine_visible: torch.Tensor, layout: TokenLayout) -> torch.Tenso
     return torch.cat([hidden == 0, fine_visible], dim=1)
 
 
-def plane_visible(normal: torch.Tensor, offset: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-    """Tokens on the positive side of planes n . c > offset: normal (B, 3), offset (B,) -> (B, L) bool."""
+PATCH_HALF_DIAGONAL = 3**0.5 * 0.125                      # centre-to-corner of a 4^3-voxel patch
+
+
+def plane_visible(normal: torch.Tensor, offset: torch.Tensor, layout: TokenLayout, whole: bool = False) -> torch.Tensor:
+    """Tokens on the positive side of planes n . c > offset: normal (B, 3) unit, offset (B,) -> (B, L) bool.
+
+    ``whole=True`` keeps only patches lying entirely on that side (their tokens are then exactly
+    those of the full shape): what completion of a cut shape may treat as given.
+    """
     c = layout.centroids()[layout.num_coarse:]            # (512, 3)
-    fine = (c @ normal.t()).t() > offset[:, None]
+    margin = PATCH_HALF_DIAGONAL if whole else 0.0
+    fine = (c @ normal.t()).t() > offset[:, None] + margin
     return _with_coarse(fine, layout)
 
 

@@ -102,9 +102,19 @@ class Pipeline:
         return self.decode(last.tokens, seed, label)
 
     def complete(self, points: np.ndarray, class_name: str | None = None, seed: int = 0,
-                 options: SamplingOptions = SamplingOptions(), num: int = 1) -> list[Result]:
-        """Complete a partial point cloud given in the canonical frame (see ``smart3d.io``)."""
-        tokens, visible = self.tokens_of_points(points)
+                 options: SamplingOptions = SamplingOptions(), num: int = 1,
+                 visible: torch.Tensor | None = None) -> list[Result]:
+        """Complete a partial point cloud given in the canonical frame (see ``smart3d.io``).
+
+        By default a patch counts as observed where it holds points; ``visible`` (L,) bool
+        overrides that (e.g. a plane cut, where the empty space on the kept side is known too).
+        """
+        tokens, seen = self.tokens_of_points(points)
+        return self.complete_tokens(tokens, seen if visible is None else visible, class_name, seed, options, num)
+
+    def complete_tokens(self, tokens: torch.Tensor, visible: torch.Tensor, class_name: str | None = None,
+                        seed: int = 0, options: SamplingOptions = SamplingOptions(), num: int = 1) -> list[Result]:
+        """Complete a token sequence (L,) whose ``visible`` (L,) positions are given."""
         last = None
         for last in self.sample_steps(class_name, num, seed, replace(options, preview=False),
                                       tokens[None], visible[None]):

@@ -22,18 +22,27 @@ from tqdm import tqdm
 from .shapes import CLASSES
 from .weights import WEIGHTS_DIR, best_device, save_pretrained
 
-COMPONENTS = ("classifier", "tokenizer")
+COMPONENTS = ("classifier", "tokenizer", "model")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .dataset import DEFAULT_CACHE
+    from .model import PRESETS as MODEL_PRESETS
     from .tokenizer import PRESETS
 
     p.add_argument("what", choices=list(COMPONENTS), help="component to train")
     p.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     p.add_argument("--num-per-class", type=int, default=1000, help="benchmark shapes per class (80%% train)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="benchmark cache folder")
-    p.add_argument("--preset", default="base", choices=list(PRESETS), help="tokenizer preset")
+    p.add_argument("--preset", default=None, choices=sorted(set(PRESETS) | set(MODEL_PRESETS)),
+                   help=f"tokenizer preset ({', '.join(PRESETS)}; default base) or model preset "
+                        f"({', '.join(MODEL_PRESETS)}; default XS)")
+    p.add_argument("--attention", default="linear", choices=["linear", "softmax"], help="model attention kind")
+    p.add_argument("--levels", type=int, default=2, choices=[1, 2], help="token levels (1: fine only, ablation)")
+    p.add_argument("--tokenizer", default=str(WEIGHTS_DIR / "tokenizer"), help="tokenizer weights (model)")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped model weights")
+    p.add_argument("--class-dropout", type=float, default=0.1, help="label dropout for guidance")
+    p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
     p.add_argument("--epochs", type=int, default=4, help="classifier epochs")
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps (tokenizer)")
     p.add_argument("--batch-size", type=int, default=16, help="global batch size")
@@ -83,6 +92,19 @@ def load_checkpoint(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 
 
+def check_replicas(module: torch.nn.Module) -> None:
+    """Under DDP, assert every rank holds bit-identical parameters and buffers (prints on rank 0)."""
+    if not dist.is_initialized():
+        return
+    flat = torch.cat([t.detach().double().flatten().cpu() for t in module.state_dict().values()])
+    sums = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()])
+    gathered = [torch.zeros_like(sums) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, sums)
+    assert all(torch.equal(gathered[0], g) for g in gathered), f"replicas diverged: {gathered}"
+    if dist.get_rank() == 0:
+        print(f"replicas identical across {dist.get_world_size()} ranks")
+
+
 def _command_line(args: argparse.Namespace, keys: list[str]) -> str:
     flags = " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys)
     return f"python -m smart3d train {args.what} {flags}"
@@ -101,10 +123,10 @@ def train_classifier_cmd(args: argparse.Namespace) -> None:
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     config = ClassifierConfig()
-    model, log = train_classifier(train.occupancy, train.labels, val.occupancy, val.labels, config,
+    model, log = train_classifier(train.points, train.labels, val.points, val.labels, config,
                                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or 2e-3,
                                   seed=args.seed, device=device)
-    pred, _ = classify(model, test.occupancy)
+    pred, _ = classify(model, test.points)
     test_acc = float((pred == test.labels).mean())
     print(f"classifier: test accuracy {100 * test_acc:.2f}% on {len(test)} shapes, "
           f"trained in {log['seconds']:.0f} s")
@@ -148,6 +170,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
 
     rank, world, device = setup_distributed(args.device)
     torch.manual_seed(args.seed)                                  # same initial weights on every rank
+    args.preset = args.preset or "base"
     config = PRESETS[args.preset]
     model = Tokenizer(config).to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -189,6 +212,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
             save_checkpoint(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), step=step,
                             generator=g.get_state(), seconds=t_used + time.time() - t0)
     bar.close()
+    check_replicas(model)
     if rank != 0:
         return
     m = tokenizer_metrics(model, val.surface, val.occupancy, device)
@@ -202,5 +226,120 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
 
 
+# --------------------------------------------------------------------------------------------
+# SMART-3D transformer
+# --------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def encode_split(tokenizer, split: str, classes, num_per_class: int, cache: str, device,
+                 mirror: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sequences and labels of a split (plus its x-mirrored copy when ``mirror``)."""
+    from .dataset import load_split
+
+    data = load_split(split, classes, num_per_class, cache)
+    surf = torch.from_numpy(data.surface)
+    grids = [surf, surf.flip(1)] if mirror else [surf]
+    tokens = torch.cat([torch.cat([tokenizer.encode(g[i:i + 64].to(device)).cpu() for i in range(0, len(g), 64)])
+                        for g in grids])
+    labels = torch.from_numpy(data.labels).repeat(len(grids))
+    return tokens, labels
+
+
+def masked_token_loss(forward, slices: list[slice], tokens: torch.Tensor, mask: torch.Tensor,
+                      labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the masked positions only, averaged over all masked tokens of all levels."""
+    logits = forward(tokens, mask, labels)
+    total = 0.0
+    for sl, lg in zip(slices, logits):
+        m = mask[:, sl]
+        total = total + torch.nn.functional.cross_entropy(lg[m].float(), tokens[:, sl][m], reduction="sum")
+    return total / mask.sum().clamp(min=1)
+
+
+def train_model_cmd(args: argparse.Namespace) -> None:
+    from .masking import training_mask
+    from .model import PRESETS, MaskedTransformer
+    from .sampler import empty_tokens
+    from .tokenizer import Tokenizer, TokenizerConfig
+    from .weights import load_pretrained, read_config
+
+    rank, world, device = setup_distributed(args.device)
+    args.preset = args.preset or "XS"
+    tokenizer = load_pretrained(Tokenizer, TokenizerConfig, args.tokenizer, device)
+    tc = tokenizer.config
+    config = PRESETS[args.preset]
+    config = type(config)(**{**config.__dict__, "attention": args.attention, "levels": args.levels,
+                             "codebook_size": tc.codebook_size, "coarse_codebook_size": tc.coarse_codebook_size})
+    torch.manual_seed(args.seed)
+    model = MaskedTransformer(config).to(device)
+    ema = MaskedTransformer(config).to(device).eval()
+    ema.load_state_dict(model.state_dict())
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    peak = args.lr or 1e-4
+    opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.05)
+    ckpt_path = Path(args.checkpoint or f"checkpoints/model_{args.preset}_{args.attention}_l{args.levels}.pt")
+    g = torch.Generator().manual_seed(args.seed + 1)
+    step, t_used = 0, 0.0
+    if (state := load_checkpoint(ckpt_path)) is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        g.set_state(state["generator"])
+        step, t_used = state["step"], state["seconds"]
+        if rank == 0:
+            print(f"resumed {ckpt_path} at step {step}")
+    tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
+    full = tokenizer.layout
+    if args.levels == 1 and full.num_coarse:                     # fine-only ablation: drop the coarse tokens
+        tokens = tokens[:, full.num_coarse:]
+    empty = int(empty_tokens(tokenizer)[-1])
+    nc = model.layout.num_coarse
+    local = args.batch_size // world
+    assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
+    bar = tqdm(total=args.steps, initial=step, desc=f"model {args.preset}", disable=rank != 0)
+    t0, log = time.time(), []
+    while step < args.steps:
+        b = torch.randint(len(tokens), (args.batch_size,), generator=g)
+        mask = training_mask(tokens[b, nc:], empty, model.layout, g)
+        drop = torch.rand(args.batch_size, generator=g) < args.class_dropout
+        lab = torch.where(drop, model.null_class, labels[b])
+        sl = slice(rank * local, (rank + 1) * local)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = masked_token_loss(ddp, model.level_slices(), tokens[b][sl].to(device), mask[sl].to(device), lab[sl].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))           # warm-up of the EMA decay
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        step += 1
+        bar.update()
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            log.append((step, float(loss.item())))
+        out_of_time = args.minutes is not None and (time.time() - t0) / 60 > args.minutes
+        if rank == 0 and (step % args.save_every == 0 or step == args.steps or out_of_time):
+            save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
+                            step=step, generator=g.get_state(), seconds=t_used + time.time() - t0)
+        if out_of_time:
+            break
+    bar.close()
+    check_replicas(model)
+    if rank != 0:
+        return
+    seconds = t_used + time.time() - t0
+    out_path = Path(args.out or WEIGHTS_DIR / "model")
+    save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
+                    command=_command_line(args, ["preset", "attention", "levels", "num_per_class", "steps",
+                                                 "batch_size", "lr", "seed"]),
+                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step,
+                    loss_curve=log[-200:])
+    print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
+
+
 def main(args: argparse.Namespace) -> None:
-    {"classifier": train_classifier_cmd, "tokenizer": train_tokenizer_cmd}[args.what](args)
+    {"classifier": train_classifier_cmd, "tokenizer": train_tokenizer_cmd, "model": train_model_cmd}[args.what](args)

@@ -1,0 +1,270 @@
+"""Event handlers: plain Python, importable and callable without launching the app.
+
+    from app.handlers import Handlers
+    h = Handlers(load_pipeline("weights"))
+    for viewer, seed, downloads, slider, run in h.generate("chair", 0, False, 25, 0.8, 0.5, 10, 3.0,
+                                                           "cosine", "spatial", "step"):
+        print(viewer["caption"])                   # step k/25 - n/576 tokens
+
+``generate`` and ``complete`` iterate ``Pipeline.sample_steps`` directly and yield exactly one
+output per decoding step (the last one also carries the downloads and the recorded ``Run``). The
+recorded ``Step`` records live in a ``gr.State`` (a ``Run``), so ``replay`` and ``play`` redraw any
+step without recomputing. Every user mistake becomes a ``gr.Error`` in plain words (``user_errors``);
+anything unexpected is logged with its traceback and shown as a short apology, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import plotly.graph_objects as go
+import torch
+
+from smart3d.dataset import check_class
+from smart3d.pipeline import Pipeline
+from smart3d.sampler import SamplingOptions, Step, empty_tokens
+
+from .downloads import SessionFiles, write_downloads
+from .inputs import check_image, load_scan, make_scan, write_scan
+from .settings import check_color_mode, options_from_ui, options_metadata, resolve_seed
+from .viewers import scan_preview, step_payload
+
+log = logging.getLogger("smart3d.app")
+
+ANY_CLASS = "any"        # completion without a class (the null class of classifier-free guidance)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Server-side limits of the app."""
+
+    max_file_mb: float = 20.0          # uploads (also passed to launch(max_file_size=...))
+    max_points: int = 2_000_000        # points (or mesh vertices) in an uploaded scan
+    queue_size: int = 16               # requests waiting in the queue before new ones are refused
+    decode_concurrency: int = 1        # decodings running at once (they share one model)
+    light_concurrency: int = 4         # replays, previews, scans
+    state_ttl_s: int = 3600            # recorded runs of idle API sessions are dropped after this
+    play_interval_s: float = 0.15      # pause between steps when replaying with the play button
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
+
+
+@dataclass
+class Run:
+    """One decoding, recorded for replay: what a session's ``gr.State`` holds."""
+
+    run_id: str
+    kind: str                              # "generate" or "complete"
+    class_name: str | None
+    seed: int
+    options: SamplingOptions
+    steps: list[Step]                      # every recorded step, batch of one, no previews
+    session: str | None
+    files: dict[str, Path] = field(default_factory=dict)
+    scan: str | None = None                # description of the scan (completion)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+
+def user_errors(fn):
+    """Turn ``ValueError`` (bad input, bad settings) into ``gr.Error``; log anything else."""
+
+    def convert(err: Exception) -> gr.Error:
+        if isinstance(err, gr.Error):
+            return err
+        if isinstance(err, ValueError):
+            return gr.Error(str(err), print_exception=False)
+        log.exception("unexpected error in %s", fn.__name__)
+        return gr.Error(f"Something went wrong on the server ({type(err).__name__}); the details are in its log.",
+                        print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:
+                raise convert(err) from None
+        return gen
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raise convert(err) from None
+    return call
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+class Handlers:
+    """The app's behaviour, bound to one pipeline (the layout wires these to components)."""
+
+    def __init__(self, pipe: Pipeline, config: AppConfig = AppConfig(), files: SessionFiles | None = None):
+        self.pipe, self.config = pipe, config
+        self.files = files or SessionFiles()
+        self.layout = pipe.layout
+        self.empty = empty_tokens(pipe.tokenizer).cpu()         # (L,) "empty space" code per position
+
+    # ---- decoding -----------------------------------------------------------------------------
+
+    def _decode(self, kind: str, class_name: str | None, seed: int, options: SamplingOptions, color_by: str,
+                session: str | None, known: torch.Tensor | None = None, visible: torch.Tensor | None = None,
+                scan: str | None = None):
+        """Stream one decoding: yields (viewer, seed, downloads, slider, run), one per step."""
+        T = options.num_steps
+        run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
+        stream = self.pipe.sample_steps(class_name, 1, seed, options,
+                                        None if known is None else known[None], None if visible is None else visible[None])
+        for step in stream:
+            run.steps.append(step)
+            viewer = step_payload(run.steps, step.index, self.empty, self.layout, color_by, run.run_id, kind)
+            if step.index < T:
+                first = step.index == 1
+                yield (viewer, seed, None if first else gr.skip(),
+                       gr.Slider(minimum=1, maximum=T, value=1, step=1, interactive=False) if first else gr.skip(),
+                       gr.skip())
+        label = None if class_name is None else self.pipe.label_of(class_name)
+        result = self.pipe.decode(run.steps[-1].tokens, seed, label)[0]
+        downloads = None
+        if len(result.mesh.faces) == 0:
+            gr.Warning("The decoded shape is empty (every token is empty space), so there is no mesh to download. "
+                       "Try another seed or a higher guidance.")
+        else:
+            metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options_metadata(options),
+                        "scan": scan, "generator": "smart3d app"}
+            stem = f"smart3d_{class_name or 'any'}_{kind}_seed{seed}"
+            run.files = write_downloads(result, self.files.new_run(session), stem, metadata)
+            downloads = [str(p) for p in run.files.values()]
+        yield (viewer, seed, downloads, gr.Slider(minimum=1, maximum=T, value=T, step=1, interactive=True), run)
+
+    @user_errors
+    def generate(self, class_name: str, seed: float, randomize_seed: bool, steps: float, temperature_start: float,
+                 temperature_end: float, top_k: float, guidance: float, schedule: str, policy: str,
+                 color_by: str, request: gr.Request = None):
+        """Generate a shape of ``class_name``, streaming every decoding step."""
+        check_class(class_name)
+        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
+        color_by = check_color_mode(color_by)
+        seed = resolve_seed(seed, randomize_seed)
+        yield from self._decode("generate", class_name, seed, options, color_by, _session(request))
+
+    @user_errors
+    def complete(self, scan_file, class_name: str, seed: float, randomize_seed: bool, steps: float,
+                 temperature_start: float, temperature_end: float, top_k: float, guidance: float, schedule: str,
+                 policy: str, color_by: str, request: gr.Request = None):
+        """Complete a partial scan (its observed patches are given and never change)."""
+        class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
+        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
+        color_by = check_color_mode(color_by)
+        seed = resolve_seed(seed, randomize_seed)
+        scan = load_scan(scan_file, self.config.max_file_bytes, self.config.max_points, seed=seed)
+        tokens, visible = self.pipe.tokens_of_points(scan.points)
+        nc = self.layout.num_coarse
+        if not visible[nc:].any():
+            raise ValueError(f"{scan.name}: none of its points falls inside the unit cube, so nothing is observed.")
+        yield from self._decode("complete", class_name, seed, options, color_by, _session(request),
+                                tokens, visible, scan.describe())
+
+    # ---- after decoding -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_run(run: Run | None) -> Run:
+        if run is None or not run.steps:
+            raise ValueError("Nothing to replay yet: generate or complete a shape first.")
+        return run
+
+    def _record(self, run: Run, k: int) -> dict:
+        s = run.steps[k - 1]
+        return {"run": run.run_id, "step": k, "num_steps": run.num_steps, "seed": run.seed,
+                "known": int(self.layout.length - s.mask[0].sum()), "cfg_scale": round(float(s.cfg_scale), 4),
+                "temperature": round(float(s.temperature), 4), "entropy": round(float(s.entropy[0]), 4),
+                "tokens": s.tokens[0].tolist()}
+
+    @user_errors
+    def replay(self, step: float, color_by: str, run: Run | None):
+        """Redraw recorded step ``step`` (1..T); returns (viewer, step record with its tokens)."""
+        run = self._check_run(run)
+        color_by = check_color_mode(color_by)
+        T = run.num_steps
+        try:
+            k = float(step)
+        except (TypeError, ValueError):
+            k = float("nan")
+        if not (k == k and k.is_integer() and 1 <= k <= T):
+            raise ValueError(f"Step must be a whole number between 1 and {T}; got {step!r}.")
+        k = int(k)
+        viewer = step_payload(run.steps, k, self.empty, self.layout, color_by, f"{run.run_id}-replay", run.kind)
+        return viewer, self._record(run, k)
+
+    @user_errors
+    def play(self, color_by: str, run: Run | None):
+        """Replay every recorded step in order (slider follows)."""
+        run = self._check_run(run)
+        color_by = check_color_mode(color_by)
+        for k in range(1, run.num_steps + 1):
+            viewer = step_payload(run.steps, k, self.empty, self.layout, color_by, f"{run.run_id}-play", run.kind)
+            yield viewer, k
+            time.sleep(self.config.play_interval_s)
+
+    def show_mesh(self, run: Run | None) -> str | None:
+        """The GLB of the last run, for the mesh viewer (set after the stream: see layout)."""
+        return str(run.files["glb"]) if run is not None and "glb" in run.files else None
+
+    # ---- inputs -------------------------------------------------------------------------------
+
+    @user_errors
+    def make_scan(self, class_name: str, index: float, method: str, azimuth: float, elevation: float,
+                  offset: float, request: gr.Request = None) -> str:
+        """Cut (plane) or scan (single view) benchmark shape ``index``; returns the scan's .ply path."""
+        visible, _ = make_scan(class_name, index, method, azimuth, elevation, offset)
+        name = f"scan_{class_name}_{int(index)}_{method}_{int(azimuth)}_{int(elevation)}.ply"
+        return str(write_scan(visible, self.files.scratch(_session(request)) / name))
+
+    @user_errors
+    def preview_scan(self, scan_file):
+        """A 3D preview of a scan and a line about it (what is observed, which frame)."""
+        if scan_file is None:
+            return None, ""
+        scan = load_scan(scan_file, self.config.max_file_bytes, self.config.max_points)
+        _, visible = self.pipe.tokens_of_points(scan.points)
+        nc = self.layout.num_coarse
+        observed = int(visible[nc:].sum())
+        fig = go.Figure(scan_preview(scan.points, title=f"{scan.name}: {observed} of {len(visible) - nc} patches observed"))
+        return fig, f"{scan.describe()} It covers {observed} of {len(visible) - nc} patches."
+
+    @user_errors
+    def image(self, image_file):
+        """Check an uploaded image; image conditioning itself does not exist yet."""
+        info = check_image(image_file, self.config.max_file_bytes)
+        return (f"{info} Image conditioning is **not available yet** (the image encoder is still to be trained), "
+                "so no shape is generated from it.")
+
+    # ---- session end ----------------------------------------------------------------------------
+
+    def end_session(self, request: gr.Request = None) -> None:
+        """Remove the session's files (browser tab closed)."""
+        self.files.end(_session(request))
+
+    def drop_run(self, run: Run | None) -> None:
+        """``gr.State`` delete callback: the session's files go with its recorded run."""
+        if isinstance(run, Run):
+            self.files.end(run.session)
+
+    def close(self) -> None:
+        self.files.close()
+

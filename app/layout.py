@@ -1,0 +1,160 @@
+"""The page: input tabs and settings on the left, the step viewer and the results on the right.
+
+``build_demo(pipe)`` returns the ``gr.Blocks``; ``launch_options(config)`` the matching
+``launch()`` arguments (upload size limit, the example folder). Named API endpoints (for
+``gradio_client``): ``generate``, ``complete``, ``replay``, ``make_scan`` and ``image``; the helper
+events (clearing the mesh viewer, showing it after a run, previews, play, recolouring) are private.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from smart3d.pipeline import Pipeline
+from smart3d.masking import SCHEDULES
+from smart3d.sampler import POLICIES
+from smart3d.shapes import CLASSES
+
+from .handlers import ANY_CLASS, AppConfig, Handlers
+from .inputs import SCAN_EXTENSIONS, SCAN_METHODS
+from .settings import COLOR_MODES, DEFAULTS, LIMITS
+from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_payload, viewer_head
+
+ROOT = Path(__file__).resolve().parent.parent
+SCANS_DIR = ROOT / "assets" / "scans"
+
+# (file, class) of the example scans written by ``python -m app.make_examples``
+EXAMPLE_SCANS = (("chair_plane_cut.ply", "chair"), ("airplane_single_view.xyz", "airplane"),
+                 ("mug_single_view.npy", "mug"))
+
+INTRO = """# SMART-3D: watch a 3D shape being decoded, token by token
+Pick a class (or give a partial scan) and press the button: the masked transformer fills the
+576 tokens of the shape (64 coarse, 512 fine) over the decoding steps, and each step appears
+in the viewer as it is computed. Afterwards, replay any step with the slider and download the mesh."""
+
+IMAGE_NOTE = """**Image conditioning is not available yet.** The image encoder has not been trained, so this
+tab cannot make a shape from a picture; nothing is generated here. When it exists, it will
+understand renders and clean photos of a single object on a plain background. You can already
+check that a file is a readable image."""
+
+SCAN_NOTE = """Upload a point cloud or mesh (`.ply .obj .off .stl .glb .xyz .npy .npz .pcd`), pick an
+example, or make a scan from a benchmark shape below. Clouds inside [-1, 1]^3 are used as they
+are; others are moved into the unit box by their own bounding box (a partial scan's box is smaller
+than the whole shape's, so the completion may come out larger)."""
+
+
+def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handlers | None = None) -> gr.Blocks:
+    """The SMART-3D app around one pipeline (``demo.smart3d`` holds its ``Handlers``)."""
+    h = handlers or Handlers(pipe, config)
+    gr.set_static_paths([str(PLOTLY_JS)])                    # plotly.js for the step viewer, offline
+    examples = [[str(SCANS_DIR / f), c] for f, c in EXAMPLE_SCANS if (SCANS_DIR / f).exists()]
+
+    with gr.Blocks(title="SMART-3D", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+        gr.Markdown(INTRO)
+        run = gr.State(None, time_to_live=config.state_ttl_s, delete_callback=h.drop_run)
+        with gr.Row(equal_height=False):
+            # ---- inputs and settings ----
+            with gr.Column(scale=2, min_width=340):
+                with gr.Tabs():
+                    with gr.Tab("Class", id="class"):
+                        class_name = gr.Dropdown(list(CLASSES), value="chair", label="Class")
+                        generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    with gr.Tab("Image", id="image"):
+                        gr.Markdown(IMAGE_NOTE, elem_id="image-note")
+                        image_file = gr.File(label="Image (PNG, JPEG, WebP, BMP)", file_types=["image"],
+                                             elem_id="image-file")
+                        image_status = gr.Markdown()
+                        gr.Button("Generate from image (not available yet)", interactive=False)
+                    with gr.Tab("Partial scan", id="scan"):
+                        gr.Markdown(SCAN_NOTE)
+                        scan_file = gr.File(label="Partial scan", file_types=list(SCAN_EXTENSIONS), elem_id="scan-file")
+                        scan_class = gr.Dropdown([ANY_CLASS, *CLASSES], value=ANY_CLASS, label="Class (optional)",
+                                                 info="'any' completes without a class")
+                        if examples:
+                            gr.Examples(examples, inputs=[scan_file, scan_class], label="Example scans (click one)",
+                                        example_labels=[f"{Path(f).name} ({c})" for f, c in examples],
+                                        cache_examples=False, elem_id="scan-examples")
+                        with gr.Accordion("Make a scan from a benchmark shape", open=False, elem_id="make-scan"):
+                            with gr.Row():
+                                bench_class = gr.Dropdown(list(CLASSES), value="chair", label="Class")
+                                bench_index = gr.Number(3, label="Shape index", precision=0, minimum=0, maximum=100_000)
+                            method = gr.Radio(list(SCAN_METHODS), value="view", label="How",
+                                              info="plane: cut with a plane; view: what one depth camera sees")
+                            with gr.Row():
+                                azimuth = gr.Slider(-180, 180, value=35, step=5, label="Azimuth (deg)")
+                                elevation = gr.Slider(-90, 90, value=25, step=5, label="Elevation (deg)")
+                            offset = gr.Slider(-0.9, 0.9, value=0.0, step=0.05, label="Cut offset (plane only)")
+                            make_btn = gr.Button("Make scan", elem_id="make-scan-btn")
+                        scan_plot = gr.Plot(label="What the scan sees", elem_id="scan-preview")
+                        scan_info = gr.Markdown(elem_id="scan-info")
+                        complete_btn = gr.Button("Complete", variant="primary", elem_id="complete-btn")
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    with gr.Row():
+                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=2**31 - 1)
+                        randomize = gr.Checkbox(True, label="Randomize seed")
+                    steps = gr.Slider(*LIMITS.steps, value=DEFAULTS.num_steps, step=1, label="Decoding steps")
+                    with gr.Row():
+                        temp_start = gr.Slider(*LIMITS.temperature, value=DEFAULTS.temperature[0], step=0.05,
+                                               label="Temperature (first step)")
+                        temp_end = gr.Slider(*LIMITS.temperature, value=DEFAULTS.temperature[1], step=0.05,
+                                             label="Temperature (last step)")
+                    with gr.Row():
+                        top_k = gr.Slider(*LIMITS.top_k, value=DEFAULTS.top_k, step=1, label="Top-k (0: all)")
+                        guidance = gr.Slider(*LIMITS.guidance, value=DEFAULTS.cfg_scale, step=0.1,
+                                             label="Guidance (CFG scale at the end)")
+                    with gr.Row():
+                        schedule = gr.Dropdown(list(SCHEDULES), value=DEFAULTS.schedule, label="Schedule")
+                        policy = gr.Dropdown(list(POLICIES), value=DEFAULTS.policy, label="Commit policy")
+
+            # ---- outputs ----
+            with gr.Column(scale=3, min_width=420):
+                viewer = gr.HTML(idle_payload("Pick a class and press Generate, or complete a partial scan.", pipe.layout),
+                                 html_template=VIEWER_TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
+                                 head=viewer_head(f"/gradio_api/file={PLOTLY_JS}"), apply_default_css=False,
+                                 elem_id="step-viewer", label="Decoding")
+                with gr.Row(equal_height=True):
+                    step_slider = gr.Slider(1, DEFAULTS.num_steps, value=1, step=1, label="Replay step",
+                                            interactive=False, scale=4, elem_id="step-slider")
+                    play_btn = gr.Button("Play", scale=1, min_width=80, elem_id="play-btn")
+                    color_by = gr.Radio(list(COLOR_MODES), value="step", label="Colour tokens by", scale=2)
+                with gr.Row():
+                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0, scale=1)
+                with gr.Row():
+                    mesh_view = gr.Model3D(label="Final mesh", elem_id="mesh-viewer", height=340, interactive=False)
+                downloads = gr.File(label="Downloads: mesh (GLB, OBJ, STL, PLY) and 2048 points (PLY, NPY)",
+                                    file_count="multiple", interactive=False, elem_id="downloads")
+                with gr.Accordion("Step record (tokens of the replayed step)", open=False):
+                    record = gr.JSON(label="Step record")
+
+        # ---- events ----
+        settings = [seed, randomize, steps, temp_start, temp_end, top_k, guidance, schedule, policy, color_by]
+        stream_out = [viewer, seed_used, downloads, step_slider, run]
+        decode = dict(concurrency_id="decode", concurrency_limit=config.decode_concurrency)
+        light = dict(concurrency_id="light", concurrency_limit=config.light_concurrency)
+
+        play = play_btn.click(h.play, [color_by, run], [viewer, step_slider], api_visibility="private", **light)
+        for button, fn, inputs, name in ((generate_btn, h.generate, [class_name, *settings], "generate"),
+                                         (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete")):
+            button.click(lambda: None, None, mesh_view, queue=False, api_visibility="private")
+            button.click(fn, inputs, stream_out, api_name=name, cancels=[play], **decode).success(
+                h.show_mesh, run, mesh_view, api_visibility="private", **light)   # Model3D: not in a stream's last yield
+
+        step_slider.release(h.replay, [step_slider, color_by, run], [viewer, record], api_name="replay", **light)
+        color_by.input(h.replay, [step_slider, color_by, run], [viewer, record], api_visibility="private", **light)
+        scan_file.change(h.preview_scan, scan_file, [scan_plot, scan_info], api_visibility="private", **light)
+        make_btn.click(h.make_scan, [bench_class, bench_index, method, azimuth, elevation, offset], scan_file,
+                       api_name="make_scan", **light)
+        image_file.upload(h.image, image_file, image_status, api_name="image", **light)
+        demo.unload(h.end_session)
+
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.light_concurrency)
+    demo.smart3d = h
+    return demo
+
+
+def launch_options(config: AppConfig = AppConfig()) -> dict:
+    """``demo.launch`` arguments that belong with ``build_demo`` (never ``share``)."""
+    return {"max_file_size": f"{config.max_file_mb:g}mb", "allowed_paths": [str(SCANS_DIR)], "show_error": False,
+            "share": False}

@@ -1,0 +1,92 @@
+"""Decoding settings as the app shows them: UI ranges, defaults, and checks in plain words.
+
+The sliders and dropdowns in the Settings accordion are built from ``LIMITS`` and ``DEFAULTS``;
+``options_from_ui`` turns the values a browser (or a ``gradio_client`` call) sends into a checked
+``smart3d.sampler.SamplingOptions``. Every problem raises ``SettingsError`` (a ``ValueError``) whose
+message names the setting, its valid range and the value received; the handlers show it as a
+``gr.Error``.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+from smart3d.masking import SCHEDULES
+from smart3d.sampler import POLICIES, SamplingOptions
+
+COLOR_MODES: tuple[str, ...] = ("step", "confidence")   # how committed tokens are coloured
+MAX_SEED = 2**31 - 1
+
+
+class SettingsError(ValueError):
+    """A setting outside its range, in plain words."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ranges of the settings the UI offers (a subset of what ``SamplingOptions.check`` allows)."""
+
+    steps: tuple[int, int] = (1, 100)
+    temperature: tuple[float, float] = (0.05, 2.0)
+    top_k: tuple[int, int] = (0, 512)            # 0 = sample among all codes
+    guidance: tuple[float, float] = (0.0, 10.0)  # 1 = no guidance
+
+
+LIMITS = Limits()
+DEFAULTS = SamplingOptions(preview=False)        # 25 steps, cosine, spatial, top-k 10, T 0.8 -> 0.5, CFG 3
+
+
+def _number(name: str, value, lo: float, hi: float, integer: bool) -> float | int:
+    kind = "a whole number" if integer else "a number"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}.") from None
+    if not math.isfinite(x) or not lo <= x <= hi or (integer and x != int(x)):
+        raise SettingsError(f"{name} must be {kind} between {lo:g} and {hi:g}; got {value!r}.")
+    return int(x) if integer else x
+
+
+def _choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SettingsError(f"Unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
+    return value
+
+
+def options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy) -> SamplingOptions:
+    """Checked sampling options from UI values (no preview decoding: the viewer does not use it)."""
+    lim = LIMITS
+    opts = SamplingOptions(
+        num_steps=_number("Steps", steps, *lim.steps, integer=True),
+        schedule=_choice("schedule", schedule, SCHEDULES),
+        policy=_choice("commit policy", policy, POLICIES),
+        top_k=_number("Top-k", top_k, *lim.top_k, integer=True),
+        temperature=(_number("Temperature (start)", temperature_start, *lim.temperature, integer=False),
+                     _number("Temperature (end)", temperature_end, *lim.temperature, integer=False)),
+        cfg_scale=_number("Guidance", guidance, *lim.guidance, integer=False),
+        preview=False,
+    )
+    try:
+        return opts.check()
+    except ValueError as err:                     # the library's own limits, should the two ever differ
+        raise SettingsError(str(err)) from None
+
+
+def resolve_seed(seed, randomize: bool) -> int:
+    """The seed to use: a fresh random one when ``randomize``, else the given whole number."""
+    if randomize:
+        return secrets.randbelow(MAX_SEED + 1)
+    return _number("Seed", seed, 0, MAX_SEED, integer=True)
+
+
+def check_color_mode(color_by) -> str:
+    return _choice("colouring", color_by, COLOR_MODES)
+
+
+def options_metadata(options: SamplingOptions) -> dict:
+    """The settings as plain JSON (written into the GLB and shown with the result)."""
+    return {"num_steps": options.num_steps, "schedule": options.schedule, "policy": options.policy,
+            "top_k": options.top_k, "temperature": list(options.temperature), "cfg_scale": options.cfg_scale,
+            "choice_noise": options.choice_noise}
