@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ def main(args: argparse.Namespace) -> None:
         from app.tiny_weights import write_tiny_weights
 
         weights = write_tiny_weights(tempfile.mkdtemp(prefix="smart3d-random-weights-"))
+        atexit.register(shutil.rmtree, weights, ignore_errors=True)
         print(f"Using random tiny weights in {weights}: the shapes will be noise.")
     missing = [p for p in (weights / "tokenizer.safetensors", weights / "model.safetensors") if not p.exists()]
     if missing:

@@ -1,6 +1,6 @@
 """Files the app writes for a user: one folder per browser session, removed when the session ends.
 
-Layout: ``<root>/<session>/<run>/smart3d_<what>_seed<seed>.{glb,obj,stl,ply}`` (mesh) and
+Layout: ``<root>/<session>/<run>/<class>[_completed]_<seed>.{glb,obj,stl}`` and ``..._mesh.ply`` (mesh),
 ``..._points.{ply,npy}`` (2048 surface points), all from the same decoded ``Result`` (no
 re-sampling), plus scans made in the app. A new run in a session removes the session's older runs
 (gradio keeps its own copy of what it already served, cleaned by ``Blocks(delete_cache=...)``).

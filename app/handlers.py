@@ -4,7 +4,7 @@
     h = Handlers(load_pipeline("weights"))
     for viewer, seed, downloads, slider, run in h.generate("chair", 0, False, 25, 0.8, 0.5, 10, 3.0,
                                                            "cosine", "spatial", "step"):
-        print(viewer["caption"])                   # step k/25 - n/576 tokens
+        print(json.loads(viewer)["caption"])       # step k/25 - n/576 tokens
 
 ``generate`` and ``complete`` iterate ``Pipeline.sample_steps`` directly and yield exactly one
 output per decoding step (the last one also carries the downloads and the recorded ``Run``). The
@@ -34,7 +34,7 @@ from smart3d.sampler import SamplingOptions, Step, empty_tokens
 from .downloads import SessionFiles, write_downloads
 from .inputs import check_image, load_scan, make_scan, write_scan
 from .settings import check_color_mode, options_from_ui, options_metadata, resolve_seed
-from .viewers import scan_preview, step_payload
+from .viewers import scan_preview, step_payload, to_json
 
 log = logging.getLogger("smart3d.app")
 
@@ -122,17 +122,21 @@ class Handlers:
 
     # ---- decoding -----------------------------------------------------------------------------
 
+    def _view(self, run: Run, k: int, color_by: str, key: str) -> str:
+        """The viewer value (JSON text) for recorded step ``k`` of ``run``; ``key`` names the drawing."""
+        return to_json(step_payload(run.steps, k, self.empty, self.layout, color_by, key, run.kind))
+
     def _decode(self, kind: str, class_name: str | None, seed: int, options: SamplingOptions, color_by: str,
                 session: str | None, known: torch.Tensor | None = None, visible: torch.Tensor | None = None,
                 scan: str | None = None):
         """Stream one decoding: yields (viewer, seed, downloads, slider, run), one per step."""
         T = options.num_steps
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
-        stream = self.pipe.sample_steps(class_name, 1, seed, options,
-                                        None if known is None else known[None], None if visible is None else visible[None])
-        for step in stream:
+        if known is not None:
+            known, visible = known[None], visible[None]                   # (1, L): a batch of one
+        for step in self.pipe.sample_steps(class_name, 1, seed, options, known, visible):
             run.steps.append(step)
-            viewer = step_payload(run.steps, step.index, self.empty, self.layout, color_by, run.run_id, kind)
+            viewer = self._view(run, step.index, color_by, run.run_id)
             if step.index < T:
                 first = step.index == 1
                 yield (viewer, seed, None if first else gr.skip(),
@@ -147,7 +151,7 @@ class Handlers:
         else:
             metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options_metadata(options),
                         "scan": scan, "generator": "smart3d app"}
-            stem = f"smart3d_{class_name or 'any'}_{kind}_seed{seed}"
+            stem = f"{class_name or 'shape'}{'_completed' if kind == 'complete' else ''}_{seed}"
             run.files = write_downloads(result, self.files.new_run(session), stem, metadata)
             downloads = [str(p) for p in run.files.values()]
         yield (viewer, seed, downloads, gr.Slider(minimum=1, maximum=T, value=T, step=1, interactive=True), run)
@@ -208,7 +212,7 @@ class Handlers:
         if not (k == k and k.is_integer() and 1 <= k <= T):
             raise ValueError(f"Step must be a whole number between 1 and {T}; got {step!r}.")
         k = int(k)
-        viewer = step_payload(run.steps, k, self.empty, self.layout, color_by, f"{run.run_id}-replay", run.kind)
+        viewer = self._view(run, k, color_by, f"{run.run_id}-replay")
         return viewer, self._record(run, k)
 
     @user_errors
@@ -217,7 +221,7 @@ class Handlers:
         run = self._check_run(run)
         color_by = check_color_mode(color_by)
         for k in range(1, run.num_steps + 1):
-            viewer = step_payload(run.steps, k, self.empty, self.layout, color_by, f"{run.run_id}-play", run.kind)
+            viewer = self._view(run, k, color_by, f"{run.run_id}-play")
             yield viewer, k
             time.sleep(self.config.play_interval_s)
 
@@ -244,7 +248,7 @@ class Handlers:
         _, visible = self.pipe.tokens_of_points(scan.points)
         nc = self.layout.num_coarse
         observed = int(visible[nc:].sum())
-        fig = go.Figure(scan_preview(scan.points, title=f"{scan.name}: {observed} of {len(visible) - nc} patches observed"))
+        fig = go.Figure(scan_preview(scan.points))
         return fig, f"{scan.describe()} It covers {observed} of {len(visible) - nc} patches."
 
     @user_errors

@@ -15,8 +15,9 @@ Making a scan from a benchmark shape (``make_scan``):
   given by azimuth/elevation;
 - ``view``: a simulated single-view depth scan: surface samples are projected orthographically
   along ``d`` onto a 128 x 128 image and, in every pixel, only the points within a small depth
-  tolerance of the nearest one are kept (a point z-buffer), i.e. what a depth camera at ``d``
-  looking at the origin sees.
+  tolerance of the nearest one are kept (a point z-buffer), and none that lies well behind the
+  nearest surface of a neighbouring pixel (so sampling holes do not show the far side): what a
+  depth camera at ``d`` looking at the origin sees.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import maximum_filter
 
 from smart3d import geometry as G
 from smart3d.dataset import make_sample
@@ -77,9 +79,9 @@ def _display_name(path: str) -> str:
 def load_scan(file, max_bytes: int, max_points: int = MAX_POINTS, seed: int = 0) -> Scan:
     """Read an uploaded scan (any of ``SCAN_EXTENSIONS``) and put it in the canonical frame."""
     path = _as_path(file, "No scan given: upload a point cloud or mesh, pick an example, or make one below.")
-    points = load_point_cloud(path, max_bytes=max_bytes, max_points=max_points,
-                              generator=np.random.default_rng(seed),
-                              num_points=MESH_SAMPLES if Path(path).suffix.lower() in (".obj", ".off", ".stl", ".glb") else None)
+    is_mesh = Path(path).suffix.lower() in (".obj", ".off", ".stl", ".glb")   # (.ply may be either)
+    points = load_point_cloud(path, max_bytes=max_bytes, max_points=max_points, generator=np.random.default_rng(seed),
+                              num_points=MESH_SAMPLES if is_mesh else None)
     name = _display_name(path)
     if np.all(np.abs(points) <= 1.0):
         return Scan(points.astype(np.float32), name, normalized=False)
@@ -112,7 +114,7 @@ def check_image(file, max_bytes: int) -> str:
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise InputError(f"{name} is not an image we can read (it is not a valid PNG, JPEG, WebP or BMP file).") from None
+        raise InputError(f"{name} is not an image we can read (not a valid PNG, JPEG, WebP or BMP file).") from None
     return f"{name}: {w} x {h} {fmt} image."
 
 
@@ -131,7 +133,8 @@ def plane_cut(points: np.ndarray, d: np.ndarray, offset: float) -> np.ndarray:
     return points @ d <= offset
 
 
-def single_view(points: np.ndarray, d: np.ndarray, resolution: int = 128, tolerance: float = 0.03) -> np.ndarray:
+def single_view(points: np.ndarray, d: np.ndarray, resolution: int = 128, tolerance: float = 0.03,
+                gap: float = 0.15) -> np.ndarray:
     """(N,) bool: points a depth camera at direction ``d`` (orthographic, looking at 0) would see."""
     up = np.array([0.0, 1.0, 0.0]) if abs(d[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
     u = np.cross(up, d)
@@ -144,7 +147,10 @@ def single_view(points: np.ndarray, d: np.ndarray, resolution: int = 128, tolera
     depth = points @ d                                              # larger = nearer the camera
     nearest = np.full(resolution * resolution, -np.inf)
     np.maximum.at(nearest, pixel, depth)
-    return depth >= nearest[pixel] - tolerance
+    # a pixel that happens to hold no near-side sample must not let the far side show through: a
+    # point is also hidden if a neighbouring pixel sees a surface well in front of it
+    around = maximum_filter(nearest.reshape(resolution, resolution), size=3, mode="nearest").reshape(-1)
+    return (depth >= nearest[pixel] - tolerance) & (depth >= around[pixel] - gap)
 
 
 def make_scan(class_name: str, index: int, method: str, azimuth: float, elevation: float, offset: float,

@@ -20,7 +20,7 @@ from smart3d.shapes import CLASSES
 from .handlers import ANY_CLASS, AppConfig, Handlers
 from .inputs import SCAN_EXTENSIONS, SCAN_METHODS
 from .settings import COLOR_MODES, DEFAULTS, LIMITS
-from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_payload, viewer_head
+from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_payload, to_json, viewer_head
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANS_DIR = ROOT / "assets" / "scans"
@@ -28,6 +28,8 @@ SCANS_DIR = ROOT / "assets" / "scans"
 # (file, class) of the example scans written by ``python -m app.make_examples``
 EXAMPLE_SCANS = (("chair_plane_cut.ply", "chair"), ("airplane_single_view.xyz", "airplane"),
                  ("mug_single_view.npy", "mug"))
+
+MESH_CAMERA = (60, 70, None)      # Model3D orbit camera: azimuth, polar angle (deg), default distance
 
 INTRO = """# SMART-3D: watch a 3D shape being decoded, token by token
 Pick a class (or give a partial scan) and press the button: the masked transformer fills the
@@ -56,7 +58,7 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         run = gr.State(None, time_to_live=config.state_ttl_s, delete_callback=h.drop_run)
         with gr.Row(equal_height=False):
             # ---- inputs and settings ----
-            with gr.Column(scale=2, min_width=340):
+            with gr.Column(scale=3, min_width=320):
                 with gr.Tabs():
                     with gr.Tab("Class", id="class"):
                         class_name = gr.Dropdown(list(CLASSES), value="chair", label="Class")
@@ -108,22 +110,25 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                         schedule = gr.Dropdown(list(SCHEDULES), value=DEFAULTS.schedule, label="Schedule")
                         policy = gr.Dropdown(list(POLICIES), value=DEFAULTS.policy, label="Commit policy")
 
-            # ---- outputs ----
-            with gr.Column(scale=3, min_width=420):
-                viewer = gr.HTML(idle_payload("Pick a class and press Generate, or complete a partial scan.", pipe.layout),
+            # ---- the decoding, step by step ----
+            with gr.Column(scale=5, min_width=420):
+                idle = idle_payload("Pick a class and press Generate, or complete a partial scan.", pipe.layout)
+                viewer = gr.HTML(to_json(idle),
                                  html_template=VIEWER_TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
                                  head=viewer_head(f"/gradio_api/file={PLOTLY_JS}"), apply_default_css=False,
                                  elem_id="step-viewer", label="Decoding")
                 with gr.Row(equal_height=True):
                     step_slider = gr.Slider(1, DEFAULTS.num_steps, value=1, step=1, label="Replay step",
                                             interactive=False, scale=4, elem_id="step-slider")
-                    play_btn = gr.Button("Play", scale=1, min_width=80, elem_id="play-btn")
-                    color_by = gr.Radio(list(COLOR_MODES), value="step", label="Colour tokens by", scale=2)
-                with gr.Row():
-                    seed_used = gr.Number(label="Seed used", interactive=False, precision=0, scale=1)
-                with gr.Row():
-                    mesh_view = gr.Model3D(label="Final mesh", elem_id="mesh-viewer", height=340, interactive=False)
-                downloads = gr.File(label="Downloads: mesh (GLB, OBJ, STL, PLY) and 2048 points (PLY, NPY)",
+                    play_btn = gr.Button("▶ Play", scale=1, min_width=70, size="sm", elem_id="play-btn")
+                color_by = gr.Radio(list(COLOR_MODES), value="step", label="Colour committed tokens by")
+
+            # ---- the result ----
+            with gr.Column(scale=3, min_width=320):
+                mesh_view = gr.Model3D(label="Final mesh", elem_id="mesh-viewer", height=380, interactive=False,
+                                       camera_position=MESH_CAMERA)
+                seed_used = gr.Number(label="Seed used", interactive=False, precision=0)
+                downloads = gr.File(label="Downloads: mesh (GLB, OBJ, STL, PLY), 2048 points (PLY, NPY)",
                                     file_count="multiple", interactive=False, elem_id="downloads")
                 with gr.Accordion("Step record (tokens of the replayed step)", open=False):
                     record = gr.JSON(label="Step record")
@@ -138,10 +143,12 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         for button, fn, inputs, name in ((generate_btn, h.generate, [class_name, *settings], "generate"),
                                          (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete")):
             button.click(lambda: None, None, mesh_view, queue=False, api_visibility="private")
+            # a Model3D value sent only in a stream's last yield never renders: set it afterwards
             button.click(fn, inputs, stream_out, api_name=name, cancels=[play], **decode).success(
-                h.show_mesh, run, mesh_view, api_visibility="private", **light)   # Model3D: not in a stream's last yield
+                h.show_mesh, run, mesh_view, api_visibility="private", **light)
 
-        step_slider.release(h.replay, [step_slider, color_by, run], [viewer, record], api_name="replay", **light)
+        step_slider.input(h.replay, [step_slider, color_by, run], [viewer, record], api_name="replay",
+                          trigger_mode="always_last", **light)
         color_by.input(h.replay, [step_slider, color_by, run], [viewer, record], api_visibility="private", **light)
         scan_file.change(h.preview_scan, scan_file, [scan_plot, scan_info], api_visibility="private", **light)
         make_btn.click(h.make_scan, [bench_class, bench_index, method, azimuth, elevation, offset], scan_file,

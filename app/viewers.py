@@ -2,18 +2,22 @@
 
 Why not ``gr.Plot`` for the streaming view: gradio 6.31's Plot component re-mounts its Plotly div
 on every new value (a ``{#key}`` block around ``Plotly.react`` on a fresh div), so every update
-rebuilds the WebGL scene and resets the camera; in headless Chromium most streamed steps were
-never drawn. Here the step viewer is a ``gr.HTML`` whose template never changes: its ``js_on_load``
-creates the Plotly plots once and, through ``watch('value')``, queues every new payload and draws
-them in order with ``Plotly.react`` on the same divs (the WebGL scene is updated, not rebuilt, and
-``uirevision`` keeps the user's camera). Plotly.js is served from the installed ``plotly`` Python
+rebuilds the WebGL scene and resets the camera; in headless Chromium a stream of steps into it is
+drawn late and partly (``benchmarks/bench_app.py --compare-gr-plot``). Here the step viewer is a
+``gr.HTML`` whose template never changes: its ``js_on_load`` creates the Plotly plots once and,
+through ``watch('value')``, queues every new payload and draws them in order with
+``Plotly.react`` on the same divs, waiting for the frame after each (the WebGL scene is updated,
+not rebuilt, and ``uirevision`` keeps the user's camera). Nothing is skipped: a browser slower
+than the model lags behind it instead. Plotly.js is served from the installed ``plotly`` Python
 package, so the app needs no internet.
 
-A payload is plain JSON (``step_payload``): ``{"key", "kind", "step", "num_steps", "known",
-"length", "caption", "scene": {data, layout}, "chart": {data, layout}}``; ``scene`` and ``chart``
-are ordinary Plotly figures (``plotly.graph_objects.Figure(payload["scene"])`` works). To stay
-small (about 10-15 kB) a step shows one marker per token (at most 576), no meshes, with fixed axis
-ranges and camera:
+A payload (``step_payload``) is a dict ``{"key", "kind", "step", "num_steps", "known", "length",
+"caption", "scene": {data, layout}, "chart": {data, layout}}``; ``scene`` and ``chart`` are
+ordinary Plotly figures (``plotly.graph_objects.Figure(payload["scene"])`` works). The viewer
+receives it as a JSON *string* (``to_json``): gradio streams a generator's outputs as diffs, and
+gradio_client 2.7 fails to apply list-shrinking diffs inside nested dicts, while a string is
+simply replaced. To stay small (about 15 kB) a step shows one marker per token (at most 576), no
+meshes, with fixed axis ranges and camera:
 
 - masked fine tokens: faint grey dots (the region still to decode);
 - given tokens (a partial scan): orange;
@@ -25,6 +29,7 @@ ranges and camera:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +125,8 @@ def _scene(centroids: np.ndarray, num_coarse: int, tokens: np.ndarray, order: np
                  color=NEWEST_COLOR),
     ]
     for t in traces:
-        t["hovertemplate"] = hover if t["name"].startswith(("committed", "coarse")) else "%{fullData.name}<extra></extra>"
+        colored = t["name"].startswith(("committed", "coarse"))
+        t["hovertemplate"] = hover if colored else "%{fullData.name}<extra></extra>"
     traces[0]["hoverinfo"] = "skip"
     return {"data": traces, "layout": SCENE_LAYOUT}
 
@@ -155,6 +161,11 @@ def step_payload(steps: list[Step], k: int, empty: torch.Tensor, layout: TokenLa
             "caption": caption(k, T, known, L), "scene": scene, "chart": _chart(commits, entropies, T)}
 
 
+def to_json(payload: dict) -> str:
+    """Compact JSON text of a payload (what the viewer component and the API carry)."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
 def idle_payload(message: str, layout: TokenLayout) -> dict:
     """Before any decoding: every token masked, and a hint instead of a step caption."""
     L = layout.length
@@ -166,19 +177,15 @@ def idle_payload(message: str, layout: TokenLayout) -> dict:
             "scene": scene, "chart": _chart([], [], 25)}
 
 
-def scan_preview(visible: np.ndarray, hidden: np.ndarray | None = None, title: str = "", limit: int = 1500) -> dict:
-    """Static Plotly figure (as a dict) of a partial scan: visible points, and what was cut away."""
+def scan_preview(visible: np.ndarray, limit: int = 2000) -> dict:
+    """Static Plotly figure (as a dict) of a partial scan in the canonical frame."""
     rng = np.random.default_rng(0)
-
-    def sub(p: np.ndarray) -> np.ndarray:
-        return p[rng.choice(len(p), limit, replace=False)] if len(p) > limit else p
-
-    data = []
-    if hidden is not None and len(hidden):
-        data.append(_markers("not seen", np.round(sub(hidden), 3), size=1.5, color=GHOST_COLOR, opacity=0.3))
-    data.append(_markers("scan", np.round(sub(visible), 3), size=2, color=SCAN_COLOR))
-    layout = dict(SCENE_LAYOUT, height=300, title={"text": title, "font": {"size": 12}, "y": 0.97})
-    return {"data": data, "layout": layout}
+    if len(visible) > limit:
+        visible = visible[rng.choice(len(visible), limit, replace=False)]
+    layout = dict(SCENE_LAYOUT, height=320, showlegend=False,
+                  scene=dict(SCENE_LAYOUT["scene"], camera=dict(SCENE_LAYOUT["scene"]["camera"],
+                                                                eye={"x": 0.95, "y": 0.7, "z": 1.1})))
+    return {"data": [_markers("scan", np.round(visible, 3), size=2, color=SCAN_COLOR)], "layout": layout}
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,19 +211,20 @@ const P = window.Plotly;
 const scene = element.querySelector('.s3d-scene');
 const chart = element.querySelector('.s3d-chart');
 const cap = element.querySelector('.s3d-caption');
-const log = window.smart3dViewer = {received: 0, drawn: [], dropped: 0};
-const MAX_BACKLOG = 12;   // if the browser falls this far behind, skip the oldest pending steps
-const sceneConfig = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ['toImage', 'resetCameraLastSave3d']};
+const log = window.smart3dViewer = {received: 0, drawn: [], last: null, caption: ''};
+// plotGlPixelRatio 1 (Plotly's default is 2): a quarter of the pixels, so software WebGL keeps up
+const sceneConfig = {displaylogo: false, responsive: true, plotGlPixelRatio: 1,
+                     modeBarButtonsToRemove: ['toImage', 'resetCameraLastSave3d']};
 const chartConfig = {displayModeBar: false, responsive: true, staticPlot: true};
 let queue = [], busy = false, lastKey = null;
-async function draw(v) {
+async function draw(v, behind) {
   if (P) {
     await P.react(scene, v.scene.data, v.scene.layout, sceneConfig);
-    await P.react(chart, v.chart.data, v.chart.layout, chartConfig);
+    // the chart is cumulative: when more steps are already waiting, the next one redraws it
+    if (!behind) await P.react(chart, v.chart.data, v.chart.layout, chartConfig);
   }
   cap.textContent = v.caption || '';
-  element.dataset.step = v.step; element.dataset.numSteps = v.num_steps; element.dataset.key = v.key;
-  log.drawn.push(v.key);
+  log.drawn.push(v.key); log.last = v.key; log.caption = v.caption;
 }
 async function pump() {
   if (busy) return;
@@ -224,7 +232,7 @@ async function pump() {
   try {
     while (queue.length) {
       const v = queue.shift();
-      try { await draw(v); } catch (e) { console.error('smart3d viewer:', e); }
+      try { await draw(v, queue.length > 0); } catch (e) { console.error('smart3d viewer:', e); }
       await new Promise(r => requestAnimationFrame(() => r()));   // let the frame reach the screen
     }
   } finally { busy = false; }
@@ -233,8 +241,7 @@ function receive(v) {
   if (typeof v === 'string') { try { v = JSON.parse(v); } catch (e) { return; } }
   if (!v || !v.scene || v.key === lastKey) return;   // gradio re-sends the last value when a stream ends
   lastKey = v.key; log.received += 1;
-  while (queue.length >= MAX_BACKLOG) { queue.shift(); log.dropped += 1; }
-  queue.push(v); pump();
+  queue.push(v); pump();   // every step is drawn, in order (a slow browser lags, it does not skip)
 }
 if (!P) { console.error('smart3d viewer: plotly.js did not load'); }
 watch('value', () => receive(props.value));

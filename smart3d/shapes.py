@@ -173,8 +173,9 @@ class Box(Node):
     def __init__(self, center: Vec, size: Vec, round: float = 0.0, corner: float = 0.0):
         self.c, half = _vec(center), 0.5 * _vec(size)
         assert np.all(half > 0), f"box size must be positive, got {size}"
-        assert round + corner <= min(half[0], half[2]) + 1e-9 and round <= half[1] + 1e-9, (
-            f"round {round} + corner {corner} do not fit a box of size {size}")
+        # thin random boxes can be thinner than the rounding asked for: shrink the rounding to fit
+        round = min(round, half[1], min(half[0], half[2]))
+        corner = min(corner, min(half[0], half[2]) - round)
         self.round, self.corner = float(round), float(corner)
         self.inner = half - round - np.array([corner, 0.0, corner])
         self.lo, self.hi = self.c - half, self.c + half

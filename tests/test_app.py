@@ -1,0 +1,382 @@
+"""The Gradio app: handlers called directly, then the launched app through ``gradio_client``.
+
+Tiny random weights (``app.tiny_weights``, decoder pinned to a solid cube) make every run fast and
+every mesh watertight; they test the plumbing, not the shapes.
+"""
+
+import json
+import os
+import types
+import zipfile
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import trimesh  # noqa: E402
+
+from app import AppConfig, Handlers, build_demo, launch_options  # noqa: E402
+from app.downloads import SessionFiles  # noqa: E402
+from app.inputs import direction, load_scan, make_scan, plane_cut, single_view  # noqa: E402
+from app.layout import SCANS_DIR  # noqa: E402
+from app.settings import options_from_ui  # noqa: E402
+from app.tiny_weights import write_tiny_weights  # noqa: E402
+from smart3d.export import glb_metadata  # noqa: E402
+from smart3d.pipeline import load_pipeline  # noqa: E402
+
+STEPS = 6
+CHAIR_SCAN = SCANS_DIR / "chair_plane_cut.ply"
+
+
+def settings(seed=7, randomize=False, steps=STEPS, t0=0.8, t1=0.5, top_k=10, guidance=3.0, schedule="cosine",
+             policy="spatial", color_by="step"):
+    """The shared settings inputs, in the order the handlers (and API endpoints) take them."""
+    return [seed, randomize, steps, t0, t1, top_k, guidance, schedule, policy, color_by]
+
+
+def payload(viewer: str) -> dict:
+    return json.loads(viewer)
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    return load_pipeline(write_tiny_weights(tmp_path_factory.mktemp("weights")), "cpu")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return AppConfig(max_file_mb=1)
+
+
+@pytest.fixture(scope="module")
+def handlers(pipe, config, tmp_path_factory):
+    h = Handlers(pipe, config, SessionFiles(tmp_path_factory.mktemp("sessions")))
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="module")
+def generated(handlers):
+    return list(handlers.generate("chair", *settings()))
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """One file per kind of bad upload (the size limit in these tests is 1 MB)."""
+    d = tmp_path_factory.mktemp("bad")
+    (d / "empty.ply").write_bytes(b"")
+    (d / "corrupt.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 9\n" + os.urandom(300))
+    (d / "scan.txt").write_text("0 0 0\n1 1 1\n")
+    pts = np.random.default_rng(0).uniform(-0.5, 0.5, (100, 3))
+    pts[5] = np.nan
+    np.savetxt(d / "nan.xyz", pts)
+    inf = pts.copy()
+    inf[5] = [np.inf, 0, 0]
+    np.save(d / "inf.npy", inf)
+    (d / "one.xyz").write_text("0.1 0.2 0.3\n")
+    with zipfile.ZipFile(d / "ten_million.npz", "w", zipfile.ZIP_DEFLATED) as z:   # 120 MB of zeros, ~120 kB zipped
+        with z.open("points.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, np.zeros((10_000_000, 3), np.float32))
+    (d / "big.xyz").write_text("0.1 0.2 0.3\n" * 110_000)                           # 1.3 MB > 1 MB
+    (d / "not_an_image.png").write_bytes(b"this is plain text, not a PNG")
+    (d / "doc.pdf").write_bytes(b"%PDF-1.4")
+    return d
+
+
+BAD_SCANS = [  # file, words the message must contain
+    ("empty.ply", "is empty"),
+    ("corrupt.ply", "Could not read corrupt.ply"),
+    ("scan.txt", "unsupported file type"),
+    ("nan.xyz", "NaN or infinite"),
+    ("inf.npy", "NaN or infinite"),
+    ("one.xyz", "has 1 points; at least 16"),
+    ("ten_million.npz", "10,000,000 points, more than the limit"),
+    ("big.xyz", "larger than the 1 MB limit"),
+]
+
+BAD_SETTINGS = [  # overrides of settings(), words of the message
+    ({"steps": 0}, "Steps must be a whole number between 1 and 100"),
+    ({"steps": 2.5}, "Steps must be a whole number"),
+    ({"t0": 9.0}, "Temperature \\(start\\) must be a number between 0.05 and 2"),
+    ({"t1": float("nan")}, "Temperature \\(end\\) must be a number"),
+    ({"top_k": -1}, "Top-k must be a whole number between 0 and 512"),
+    ({"guidance": 50}, "Guidance must be a number between 0 and 10"),
+    ({"schedule": "bogus"}, "Unknown schedule 'bogus'; choose one of: cosine"),
+    ({"policy": "bogus"}, "Unknown commit policy 'bogus'"),
+    ({"seed": -1}, "Seed must be a whole number between 0 and"),
+    ({"color_by": "rainbow"}, "Unknown colouring 'rainbow'"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers, called directly
+# --------------------------------------------------------------------------------------------
+
+def test_generate_yields_one_output_per_step(generated):
+    assert len(generated) == STEPS
+    views = [payload(out[0]) for out in generated]
+    assert [v["step"] for v in views] == list(range(1, STEPS + 1))
+    assert [v["caption"] for v in views] == [f"step {k}/{STEPS} - {v['known']}/576 tokens" for k, v in
+                                             zip(range(1, STEPS + 1), views)]
+    known = [v["known"] for v in views]
+    assert known == sorted(known) and known[-1] == 576 and known[0] < 576
+    assert all(out[1] == 7 for out in generated)                        # the seed used is shown
+    assert generated[0][2] is None                                      # old downloads cleared at step 1
+    assert len(generated[-1][2]) == 6                                   # GLB OBJ STL PLY + PLY/NPY points
+    assert len(generated[-1][-1].steps) == STEPS
+
+
+def test_step_payload_is_a_small_plotly_figure(generated):
+    for out in generated:
+        assert len(out[0]) < 40_000                                     # bytes of JSON per streamed step
+        v = payload(out[0])
+        go.Figure(v["scene"])                                           # valid Plotly (raises otherwise)
+        go.Figure(v["chart"])
+        markers = sum(len(t["x"]) for t in v["scene"]["data"])
+        assert markers <= 576
+        assert v["scene"]["layout"]["scene"]["xaxis"]["range"] == [-1.05, 1.05]
+        assert v["scene"]["layout"]["uirevision"] == "smart3d"
+    last = payload(generated[-1][0])
+    names = [t["name"].split(" (")[0] for t in last["scene"]["data"]]
+    assert names == ["masked", "scan", "committed", "coarse", "this step"]
+    assert last["scene"]["data"][0]["x"] == []                          # nothing masked at the end
+    assert len(last["chart"]["data"][0]["y"]) == STEPS
+
+
+def test_same_seed_same_tokens_as_the_library(pipe, generated):
+    run = generated[-1][-1]
+    options = options_from_ui(STEPS, 0.8, 0.5, 10, 3.0, "cosine", "spatial")
+    reference = list(pipe.sample_steps("chair", 1, 7, options))
+    for ours, ref in zip(run.steps, reference):
+        assert torch.equal(ours.tokens, ref.tokens)
+
+
+def test_replay_returns_the_recorded_tokens_without_recomputing(handlers, generated, monkeypatch):
+    run = generated[-1][-1]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("replay must not run the model")
+
+    monkeypatch.setattr(handlers.pipe, "sample_steps", refuse)
+    monkeypatch.setattr(handlers.pipe, "decode", refuse)
+    for k in (1, 3, STEPS):
+        for color_by in ("step", "confidence"):
+            viewer, record = handlers.replay(k, color_by, run)
+            assert record["tokens"] == run.steps[k - 1].tokens[0].tolist()
+            assert record["step"] == k and payload(viewer)["caption"].startswith(f"step {k}/{STEPS} - ")
+    replayed = payload(handlers.replay(STEPS, "step", run)[0])
+    assert replayed["scene"]["data"] == payload(generated[-1][0])["scene"]["data"]
+    plays = list(handlers.play("step", run))
+    assert [k for _, k in plays] == list(range(1, STEPS + 1))
+
+
+def test_downloads_are_the_same_shape_with_settings_in_the_glb(generated):
+    run = generated[-1][-1]
+    files = run.files
+    assert sorted(files) == ["glb", "obj", "ply", "points_npy", "points_ply", "stl"]
+    meshes = {fmt: trimesh.load(files[fmt], force="mesh") for fmt in ("glb", "obj", "stl", "ply")}
+    for fmt, mesh in meshes.items():
+        assert mesh.is_watertight, fmt
+        np.testing.assert_allclose(mesh.bounds, meshes["stl"].bounds, atol=1e-5)
+        assert abs(mesh.volume - meshes["stl"].volume) < 1e-4 * abs(meshes["stl"].volume)
+    points = np.load(files["points_npy"])
+    assert points.shape == (2048, 3)
+    np.testing.assert_allclose(np.asarray(trimesh.load(files["points_ply"]).vertices), points, atol=1e-6)
+    meta = glb_metadata(files["glb"])
+    assert meta["seed"] == 7 and meta["class"] == "chair" and meta["kind"] == "generate"
+    assert meta["options"]["num_steps"] == STEPS and meta["options"]["cfg_scale"] == 3.0
+
+
+def test_complete_keeps_the_scan_tokens_fixed(handlers, pipe):
+    outs = list(handlers.complete(str(CHAIR_SCAN), "chair", *settings(seed=3)))
+    assert len(outs) == STEPS
+    run = outs[-1][-1]
+    tokens, visible = pipe.tokens_of_points(load_scan(CHAIR_SCAN, 2**20).points)
+    assert 0 < int(visible.sum()) < 576
+    for step in run.steps:
+        assert torch.equal(step.tokens[0][visible], tokens[visible])
+        assert (step.order[0][visible] == 0).all()
+    first = payload(outs[0][0])
+    assert first["known"] >= int(visible.sum())
+    assert len(first["scene"]["data"][1]["x"]) > 0                      # scan tokens have their own trace
+    assert "already in the canonical frame" in run.scan
+
+
+def test_make_scan_plane_cut_and_single_view(handlers):
+    d = direction(90, 0)
+    visible, hidden = make_scan("chair", 3, "plane", 90, 0, 0.1)
+    assert np.all(visible @ d <= 0.1 + 1e-6) and np.all(hidden @ d > 0.1)
+    seen, unseen = make_scan("chair", 3, "view", 35, 25, 0.0)
+    assert 16 < len(seen) <= 4096 and len(unseen) > 0
+    path = handlers.make_scan("mug", 2, "view", 0, 0, 0.0)
+    fig, info = handlers.preview_scan(path)
+    assert isinstance(fig, go.Figure) and "patches" in info and "canonical frame" in info
+
+
+def test_single_view_sees_the_near_side_only():
+    p = np.random.default_rng(0).normal(size=(20_000, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True) * 2                   # sphere of radius 0.5
+    for az, el in ((0, 0), (90, 0), (0, 90), (200, -30)):
+        d = direction(az, el)
+        seen = single_view(p, d)
+        assert np.all(p[seen] @ d > -0.1)                               # nothing from the far side
+        assert (p @ d > 0.2)[~seen].mean() < 0.05                       # the near cap is (almost) all seen
+    assert plane_cut(p, np.array([0, 1.0, 0]), 0.0).sum() == (p[:, 1] <= 0).sum()
+
+
+def test_scans_outside_the_unit_cube_are_normalised(tmp_path):
+    pts = make_scan("car", 1, "plane", 0, 0, 0.2)[0] * 10 + 5
+    np.savetxt(tmp_path / "big_frame.xyz", pts)
+    scan = load_scan(tmp_path / "big_frame.xyz", 2**21)
+    assert scan.normalized and np.abs(scan.points).max() <= 0.9 + 1e-5
+    assert "unit box" in scan.describe()
+
+
+@pytest.mark.parametrize("name, words", BAD_SCANS)
+def test_bad_scans_get_plain_errors(handlers, bad_files, name, words):
+    with pytest.raises(gr.Error, match=words):
+        list(handlers.complete(str(bad_files / name), "any", *settings()))
+    with pytest.raises(gr.Error, match=words):
+        handlers.preview_scan(str(bad_files / name))
+
+
+@pytest.mark.parametrize("override, words", BAD_SETTINGS)
+def test_bad_settings_get_plain_errors(handlers, override, words):
+    kwargs = dict(zip(["seed", "randomize", "steps", "t0", "t1", "top_k", "guidance", "schedule", "policy",
+                       "color_by"], settings()))
+    kwargs.update(override)
+    with pytest.raises(gr.Error, match=words):
+        list(handlers.generate("chair", *kwargs.values()))
+
+
+def test_other_bad_inputs_get_plain_errors(handlers, bad_files, generated, tmp_path):
+    with pytest.raises(gr.Error, match="unknown class 'dragon'; valid classes: airplane"):
+        list(handlers.generate("dragon", *settings()))
+    with pytest.raises(gr.Error, match="not an image we can read"):
+        handlers.image(str(bad_files / "not_an_image.png"))
+    with pytest.raises(gr.Error, match="unsupported image type"):
+        handlers.image(str(bad_files / "doc.pdf"))
+    with pytest.raises(gr.Error, match="No image given"):
+        handlers.image(None)
+    with pytest.raises(gr.Error, match="No scan given"):
+        list(handlers.complete(None, "any", *settings()))
+    with pytest.raises(gr.Error, match="Nothing to replay yet"):
+        handlers.replay(1, "step", None)
+    with pytest.raises(gr.Error, match=f"Step must be a whole number between 1 and {STEPS}"):
+        handlers.replay(STEPS + 1, "step", generated[-1][-1])
+    with pytest.raises(gr.Error, match="Unknown scan method"):
+        handlers.make_scan("chair", 0, "laser", 0, 0, 0)
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), "white").save(tmp_path / "ok.png")
+    assert "not available yet" in handlers.image(str(tmp_path / "ok.png"))
+    assert len(list(handlers.generate("lamp", *settings(steps=2)))) == 2  # still serving
+
+
+def test_unexpected_errors_are_short_and_logged(handlers, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("internal detail that users should not see")
+
+    monkeypatch.setattr(handlers.pipe, "decode", boom)
+    with pytest.raises(gr.Error) as err:
+        list(handlers.generate("chair", *settings(steps=2)))
+    assert "Something went wrong on the server (RuntimeError)" in err.value.message
+    assert "internal detail" not in err.value.message
+
+
+def test_session_files_are_removed_when_the_session_ends(handlers):
+    request = types.SimpleNamespace(session_hash="session-under-test")
+    run = list(handlers.generate("bed", *settings(steps=2), request=request))[-1][-1]
+    scan = handlers.make_scan("bed", 0, "plane", 0, 0, 0.0, request=request)
+    folder = handlers.files.session_dir("session-under-test")
+    assert run.files["glb"].is_relative_to(folder) and os.path.exists(scan)
+    handlers.end_session(request)                                       # demo.unload
+    assert not folder.exists()
+    run = list(handlers.generate("bed", *settings(steps=2), request=request))[-1][-1]
+    handlers.drop_run(run)                                              # gr.State delete_callback
+    assert not folder.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The launched app, through gradio_client
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(pipe, config):
+    from gradio_client import Client
+
+    demo = build_demo(pipe, config)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=None, quiet=True, **launch_options(config))
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+        demo.smart3d.close()
+
+
+def test_api_has_named_endpoints_and_hides_helpers(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/generate", "/complete", "/replay", "/make_scan", "/image"}
+    assert api["unnamed_endpoints"] == {}
+
+
+def test_client_generate_streams_one_output_per_step(client):
+    job = client.submit("chair", *settings(seed=11), api_name="/generate")
+    final = job.result()
+    captions = [payload(out[0])["caption"] for out in job.outputs()]
+    assert len(captions) == STEPS
+    assert [c.split(" - ")[0] for c in captions] == [f"step {k}/{STEPS}" for k in range(1, STEPS + 1)]
+    assert captions[-1] == f"step {STEPS}/{STEPS} - 576/576 tokens"
+    assert final[1] == 11 and len(final[2]) == 6
+    glb = next(f for f in final[2] if f.endswith(".glb"))
+    assert trimesh.load(glb, force="mesh").is_watertight
+
+
+def test_client_replay_returns_the_recorded_tokens(client, pipe):
+    client.predict("sofa", *settings(seed=5), api_name="/generate")     # same client = same session
+    options = options_from_ui(STEPS, 0.8, 0.5, 10, 3.0, "cosine", "spatial")
+    reference = list(pipe.sample_steps("sofa", 1, 5, options))          # same seed, same tokens
+    for k in (2, STEPS):
+        viewer, record = client.predict(k, "step", api_name="/replay")
+        assert record["step"] == k and record["seed"] == 5
+        assert record["tokens"] == reference[k - 1].tokens[0].tolist()
+        assert payload(viewer)["caption"].startswith(f"step {k}/{STEPS}")
+
+
+def test_client_complete_and_make_scan(client):
+    from gradio_client import handle_file
+
+    scan = client.predict("mug", 2, "view", 30, 20, 0.0, api_name="/make_scan")
+    final = client.predict(handle_file(scan), "mug", *settings(), api_name="/complete")
+    assert payload(final[0])["caption"] == f"step {STEPS}/{STEPS} - 576/576 tokens"
+    assert len(final[2]) == 6
+
+
+def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
+    import httpx
+    from gradio_client import handle_file
+
+    def refused(words, *args, api_name):
+        with pytest.raises(Exception, match=words):
+            client.predict(*args, api_name=api_name)
+
+    for name, words in BAD_SCANS:
+        if name == "big.xyz":                    # the client refuses it before uploading (max_file_size)
+            words = "exceeds the maximum file size"
+        if name == "scan.txt":                   # gradio checks the File component's file_types first
+            words = "Invalid file type"
+        refused(words, handle_file(str(bad_files / name)), "any", *settings(), api_name="/complete")
+    refused("not an image we can read", handle_file(str(bad_files / "not_an_image.png")), api_name="/image")
+    refused("not in the list of choices", "dragon", *settings(), api_name="/generate")
+    refused("less than minimum value 1", "chair", *settings(steps=0), api_name="/generate")
+    refused("greater than maximum value 10", "chair", *settings(guidance=50), api_name="/generate")
+    # the server itself refuses an over-size upload, whatever the client does
+    with open(bad_files / "big.xyz", "rb") as f:
+        r = httpx.post(f"{client.src.rstrip('/')}/gradio_api/upload", files={"files": ("big.xyz", f)})
+    assert r.status_code == 413, r.text
+    final = client.predict("chair", *settings(steps=3), api_name="/generate")
+    assert payload(final[0])["caption"] == "step 3/3 - 576/576 tokens"
