@@ -132,7 +132,7 @@ def train_classifier_cmd(args: argparse.Namespace) -> None:
           f"trained in {log['seconds']:.0f} s")
     out = Path(args.out or WEIGHTS_DIR / "classifier")
     save_pretrained(model, config, out, classes=list(CLASSES),
-                    command=_command_line(args, ["num_per_class", "epochs", "batch_size", "seed"]),
+                    command=_command_line(args, ["num_per_class", "epochs", "batch_size", "lr", "seed"]),
                     train_log=log, test_accuracy=test_acc, num_test=len(test))
     print(f"wrote {out}.safetensors / .json")
 

@@ -1,0 +1,29 @@
+"""Golden test: the shipped weights load offline and decode a fixed seed to the recorded tokens."""
+
+import numpy as np
+import pytest
+
+from smart3d.pipeline import load_pipeline
+from smart3d.sampler import SamplingOptions, empty_tokens
+from smart3d.weights import WEIGHTS_DIR
+
+# recorded from the shipped weights with:
+#   load_pipeline(device="cpu").generate("chair", num=1, seed=0, options=SamplingOptions(num_steps=25))
+EXPECTED_OCCUPIED_POSITIONS = [17, 18, 21, 22, 25, 26, 29, 33, 34, 37, 38, 41]   # first non-empty tokens
+EXPECTED_OCCUPIED_TOKENS = [126, 109, 133, 114, 133, 109, 109, 109, 109, 109, 109, 133]
+EXPECTED_NUM_OCCUPIED = 30
+EXPECTED_TOKEN_SUM = 100914
+
+
+@pytest.mark.slow
+def test_shipped_weights_generate_the_recorded_chair():
+    for name in ("tokenizer", "model", "classifier"):
+        assert (WEIGHTS_DIR / f"{name}.safetensors").exists(), f"weights/{name}.safetensors is not shipped"
+    pipe = load_pipeline(device="cpu")
+    r = pipe.generate("chair", num=1, seed=0, options=SamplingOptions(num_steps=25))[0]
+    pos = (r.tokens != empty_tokens(pipe.tokenizer)).nonzero().flatten()
+    assert pos[:12].tolist() == EXPECTED_OCCUPIED_POSITIONS
+    assert r.tokens[pos[:12]].tolist() == EXPECTED_OCCUPIED_TOKENS
+    assert len(pos) == EXPECTED_NUM_OCCUPIED and int(r.tokens.sum()) == EXPECTED_TOKEN_SUM
+    assert len(r.mesh.faces) > 0 and r.mesh.is_watertight
+    assert r.points.shape == (2048, 3) and np.isfinite(r.points).all()
