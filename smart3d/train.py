@@ -335,7 +335,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     out_path = Path(args.out or WEIGHTS_DIR / "model")
     save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
                     command=_command_line(args, ["preset", "attention", "levels", "num_per_class", "steps",
-                                                 "batch_size", "lr", "seed"]),
+                                                 "batch_size", "lr", "warmup", "minutes", "seed"]),
                     train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step,
                     loss_curve=log[-200:])
     print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
