@@ -21,16 +21,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = ROOT / "weights"
 SCREENSHOT = ROOT / "assets" / "app_screenshot.png"
 DEFAULT_STEPS = 25
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                                    reason=f"{CHROMIUM} not found (apt-get install chromium)")]
-
-
-def shipped_weights() -> bool:
-    return all((WEIGHTS / f"{n}.safetensors").exists() for n in ("tokenizer", "model"))
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +76,16 @@ def decode_and_check(page, button: str) -> None:
 
     # the mesh viewer: a canvas that is not blank
     page.wait_for_selector("#mesh-viewer canvas", timeout=180_000)
-    page.wait_for_timeout(2500)
     from PIL import Image
 
-    shot = np.asarray(Image.open(io.BytesIO(page.locator("#mesh-viewer canvas").screenshot())).convert("L"))
-    assert (np.abs(shot.astype(float) - np.median(shot)) > 20).mean() > 0.02, "mesh viewer looks empty"
+    filled = 0.0
+    for _ in range(40):                  # software WebGL on a loaded machine can take a while to draw
+        page.wait_for_timeout(2500)
+        shot = np.asarray(Image.open(io.BytesIO(page.locator("#mesh-viewer canvas").screenshot())).convert("L"))
+        filled = (np.abs(shot.astype(float) - np.median(shot)) > 20).mean()
+        if filled > 0.02:
+            break
+    assert filled > 0.02, f"mesh viewer looks empty ({100 * filled:.1f}% of pixels drawn)"
 
     # the GLB download reloads as a watertight mesh
     link = page.locator("#downloads a[href$='.glb']").first
