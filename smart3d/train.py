@@ -92,6 +92,23 @@ def load_checkpoint(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 
 
+def resume(path: Path, modules: dict[str, torch.nn.Module], opt, generator: torch.Generator,
+           rank: int) -> tuple[int, float]:
+    """Restore ``modules`` (by checkpoint key), optimiser and RNG from ``path`` if it exists.
+
+    Returns (step, training seconds used so far); (0, 0.0) for a fresh run.
+    """
+    if (state := load_checkpoint(path)) is None:
+        return 0, 0.0
+    for key, module in modules.items():
+        module.load_state_dict(state[key])
+    opt.load_state_dict(state["opt"])
+    generator.set_state(state["generator"])
+    if rank == 0:
+        print(f"resumed {path} at step {state['step']}")
+    return state["step"], state["seconds"]
+
+
 def check_replicas(module: torch.nn.Module) -> None:
     """Under DDP, assert every rank holds bit-identical parameters and buffers (prints on rank 0)."""
     if not dist.is_initialized():
@@ -178,14 +195,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt_path = Path(args.checkpoint or f"checkpoints/tokenizer_{args.preset}.pt")
     g = torch.Generator().manual_seed(args.seed)
-    step, t_used = 0, 0.0
-    if (state := load_checkpoint(ckpt_path)) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["generator"])
-        step, t_used = state["step"], state["seconds"]
-        if rank == 0:
-            print(f"resumed {ckpt_path} at step {step}")
+    step, t_used = resume(ckpt_path, {"model": model}, opt, g, rank)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     surface, sdf = torch.from_numpy(train.surface), torch.from_numpy(train.sdf)
@@ -279,15 +289,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.05)
     ckpt_path = Path(args.checkpoint or f"checkpoints/model_{args.preset}_{args.attention}_l{args.levels}.pt")
     g = torch.Generator().manual_seed(args.seed + 1)
-    step, t_used = 0, 0.0
-    if (state := load_checkpoint(ckpt_path)) is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["generator"])
-        step, t_used = state["step"], state["seconds"]
-        if rank == 0:
-            print(f"resumed {ckpt_path} at step {step}")
+    step, t_used = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
     tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
     full = tokenizer.layout
     if args.levels == 1 and full.num_coarse:                     # fine-only ablation: drop the coarse tokens
