@@ -71,6 +71,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(f"generated {len(results)} {name or 'unconditional'} shapes (seed {args.seed}, {options.num_steps} steps) "
           f"in {time.time() - t0:.1f} s on {pipe.device}: {', '.join(n + '.glb' for n in names)} in {args.out} "
           f"({faces} faces)")
+    if args.sheet:
+        from .render import contact_sheet, render_meshes
+
+        images = render_meshes([r.mesh for r in results], size=160)
+        sheet = contact_sheet(images, [f"seed {args.seed}, #{k}" for k in range(len(results))],
+                              columns=min(8, len(results)),
+                              title=f"{name or 'unconditional'}: {len(results)} generated shapes "
+                                    f"({options.num_steps} steps, weights: {args.weights})")
+        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(args.sheet)
+        print(f"wrote {args.sheet}")
 
 
 def cmd_complete(args: argparse.Namespace) -> None:
@@ -154,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--class", dest="class_name", required=True,
                            help=f"one of: {', '.join(CLASSES)}, or none (unconditional)")
             s.add_argument("--image", default=None, help="condition on an image (not available yet)")
+            s.add_argument("--sheet", default=None, help="also render the shapes into this contact sheet (.png)")
         else:
             s.add_argument("--input", required=True, help="partial scan: .ply .obj .off .stl .glb .xyz .npy .npz .pcd")
             s.add_argument("--class", dest="class_name", default=None, help="class hint (default: none)")

@@ -4,10 +4,12 @@ A ``Sample`` is one benchmark shape in the canonical frame (see ``smart3d.geomet
 
 - ``sdf``       (32, 32, 32) float32  signed distance at the voxel centres (canonical units)
 - ``occupancy`` (32, 32, 32) bool     solid occupancy, ``sdf < 0``
-- ``surface``   (32, 32, 32) bool     voxels that hold surface, from 32k dense surface points;
-                                      this is what the tokenizer encodes, because it is what a
-                                      (partial) point cloud gives too
+- ``surface``   (32, 32, 32) bool     voxels that hold surface, from the dense points below
 - ``points``    (2048, 3) float32     uniform surface points, for metrics
+- ``dense``     (32768, 3) float32    the dense surface points (``points`` is their head); the
+                                      tokenizer reads their per-voxel statistics
+                                      (``geometry.surface_features``), which a (partial) scan
+                                      gives too. Cached as float16.
 
 Splits follow the paper's 80/10/10: index ``i`` of every class is in ``train`` if ``i % 10 < 8``,
 ``val`` if ``i % 10 == 8`` and ``test`` if ``i % 10 == 9``. Shapes are deterministic in
@@ -34,6 +36,7 @@ Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 NUM_POINTS = 2048
 DENSE_POINTS = 32_768
+CACHE_FORMAT = 2          # bump when the arrays stored per shape change
 MESH_RESOLUTION = 64
 DEFAULT_CACHE = Path(os.environ.get("SMART3D_CACHE", Path(__file__).resolve().parent.parent / "cache"))
 
@@ -68,6 +71,7 @@ class Sample:
     occupancy: np.ndarray
     surface: np.ndarray
     points: np.ndarray
+    dense: np.ndarray
     mesh: trimesh.Trimesh | None = None
 
 
@@ -96,22 +100,23 @@ def make_sample(name: str, index: int, with_mesh: bool = False) -> Sample:
     mesh = G.mesh_from_field(fine, 0.0, inside="below", centered=False)
     dense = G.sample_surface(mesh, DENSE_POINTS, seed=index)   # i.i.d. uniform: its head is a fair sample
     return Sample(name, index, field, field < 0, G.voxelize_points(dense, R), dense[:NUM_POINTS].copy(),
-                  mesh if with_mesh else None)
+                  dense, mesh if with_mesh else None)
 
 
 # --------------------------------------------------------------------------------------------
 # Cache: one .npz per class with the first N shapes
 # --------------------------------------------------------------------------------------------
 
-def _build_one(args: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _build_one(args: tuple[str, int]) -> tuple[np.ndarray, ...]:
     s = make_sample(*args)
-    return (s.sdf.astype(np.float16), np.packbits(s.occupancy), np.packbits(s.surface), s.points)
+    return (s.sdf.astype(np.float16), np.packbits(s.occupancy), np.packbits(s.surface), s.points,
+            s.dense.astype(np.float16))
 
 
 def _benchmark_version() -> str:
     """Hash of the code that defines the shapes, so a stale cache is never read."""
     code = (Path(__file__).resolve().parent / "shapes.py").read_bytes()
-    params = f"{G.GRID} {G.FILL} {MESH_RESOLUTION} {DENSE_POINTS} {NUM_POINTS}".encode()
+    params = f"{CACHE_FORMAT} {G.GRID} {G.FILL} {MESH_RESOLUTION} {DENSE_POINTS} {NUM_POINTS}".encode()
     return f"{zlib.crc32(code + params):08x}"
 
 
@@ -138,9 +143,9 @@ def build_cache(classes=CLASSES, num_per_class: int = 1000, root: Path | str = D
                 rows.append(row)
                 bar.update()
         bar.close()
-        sdf, occ, surf, pts = (np.stack(c) for c in zip(*rows))
+        sdf, occ, surf, pts, dense = (np.stack(c) for c in zip(*rows))
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, sdf=sdf, occupancy=occ, surface=surf, points=pts)
+        np.savez(tmp, sdf=sdf, occupancy=occ, surface=surf, points=pts, dense=dense)
         tmp.replace(path)
     return out
 
@@ -153,6 +158,7 @@ class Arrays:
     occupancy: np.ndarray   # (K, 32, 32, 32) bool
     surface: np.ndarray     # (K, 32, 32, 32) bool
     points: np.ndarray      # (K, 2048, 3) float32
+    dense: np.ndarray       # (K, 32768, 3) float16
     labels: np.ndarray      # (K,) int64 index into CLASSES
     indices: np.ndarray     # (K,) int64 shape index within its class
 
@@ -173,5 +179,5 @@ def load_split(split: Split, classes=CLASSES, num_per_class: int = 1000,
         with np.load(cache_path(name, num_per_class, root)) as z:
             unpack = lambda a: np.unpackbits(a[idx], axis=1)[:, : R**3].reshape(-1, R, R, R).astype(bool)
             parts.append((z["sdf"][idx].astype(np.float32), unpack(z["occupancy"]), unpack(z["surface"]),
-                          z["points"][idx], np.full(len(idx), CLASSES.index(name)), idx.copy()))
+                          z["points"][idx], z["dense"][idx], np.full(len(idx), CLASSES.index(name)), idx.copy()))
     return Arrays(*(np.concatenate(c) for c in zip(*parts)))

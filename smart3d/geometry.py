@@ -66,6 +66,47 @@ def voxelize_points(points: np.ndarray, resolution: int = GRID) -> np.ndarray:
     return grid
 
 
+SURFACE_CHANNELS = 10        # see surface_features
+
+
+def surface_features(points, resolution: int = GRID) -> torch.Tensor:
+    """Per-voxel statistics of the surface points that fall in each voxel: what the tokenizer reads.
+
+    points : (N, 3) or (B, N, 3) array/tensor in the canonical frame (points outside [-1, 1]^3 are
+    ignored; a list of (N_b, 3) arrays of different sizes is accepted too)
+    -> (B, 10, R, R, R) float32 with, per voxel, in units of the voxel side:
+
+    - channel 0: 1 if the voxel holds a point (``voxelize_points``), else 0
+    - channels 1-3: ``2 *`` the mean offset of its points from the voxel centre, in [-1, 1]
+    - channels 4-9: ``12 *`` their second central moments (xx, yy, zz, xy, xz, yz)
+
+    The moments say where, inside a voxel, the surface passes and how it is oriented (and whether
+    two sheets of a thin part cross it), which decides whether the voxel centre is inside; a bare
+    occupied/empty bit cannot. Each voxel depends only on the points inside it, so a patch's
+    features (and token) depend only on the points in that patch. Empty voxels are all zero.
+    """
+    if isinstance(points, (list, tuple)):
+        return torch.cat([surface_features(p, resolution) for p in points])
+    pts = torch.as_tensor(np.asarray(points) if not isinstance(points, torch.Tensor) else points).float()
+    if pts.ndim == 2:
+        pts = pts[None]
+    B, R = pts.shape[0], resolution
+    u = (pts.reshape(-1, 3) + 1.0) * (R / 2.0)                          # voxel units
+    ijk = torch.floor(u)
+    inside = ((ijk >= 0) & (ijk < R)).all(-1).float()                  # outside points get weight 0
+    x, y, z = (u - ijk - 0.5).unbind(1)                                 # offsets in [-0.5, 0.5)
+    i, j, k = ijk.long().clamp(0, R - 1).unbind(1)
+    batch = torch.arange(B).repeat_interleave(pts.shape[1])
+    flat = ((batch * R + i) * R + j) * R + k
+    stats = torch.stack([torch.ones_like(x), x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], 1) * inside[:, None]
+    acc = torch.zeros(B * R**3, 10).index_add_(0, flat, stats)
+    count = acc[:, :1].clamp(min=1)
+    mean = acc[:, 1:4] / count
+    second = acc[:, 4:] / count - mean[:, [0, 1, 2, 0, 0, 1]] * mean[:, [0, 1, 2, 1, 2, 2]]
+    feats = torch.cat([(acc[:, :1] > 0).float(), 2.0 * mean, 12.0 * second], 1)
+    return feats.view(B, R, R, R, 10).permute(0, 4, 1, 2, 3).contiguous()
+
+
 def voxelize_mesh(mesh: trimesh.Trimesh, resolution: int = GRID) -> np.ndarray:
     """Solid occupancy of a watertight mesh at the voxel centres: (R, R, R) bool."""
     centers = voxel_centers(resolution).reshape(-1, 3)

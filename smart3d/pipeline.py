@@ -61,8 +61,7 @@ class Pipeline:
         """
         from .masking import _with_coarse
 
-        surface = torch.from_numpy(G.voxelize_points(points))[None].to(self.device)
-        tokens = self.tokenizer.encode(surface)[0].cpu()
+        tokens = self.tokenizer.encode_points(np.asarray(points, dtype=np.float32))[0].cpu()
         fine_vis = torch.from_numpy(G.visible_patch_mask(points))[None]
         return tokens, _with_coarse(fine_vis, self.layout)[0]
 

@@ -28,6 +28,7 @@ from typing import Iterator, Literal
 import torch
 import torch.nn.functional as F
 
+from . import geometry as G
 from .masking import SCHEDULES, masked_counts
 from .model import MaskedTransformer
 from .tokenizer import Tokenizer
@@ -86,7 +87,7 @@ class Step:
 def empty_tokens(tokenizer: Tokenizer) -> torch.Tensor:
     """The sequence of an empty shape: (L,) int64 (each level's "nothing here" code)."""
     device = tokenizer.quantizer.codebook.device
-    return tokenizer.encode(torch.zeros(1, 32, 32, 32, dtype=torch.bool, device=device))[0]
+    return tokenizer.encode(torch.zeros(1, G.SURFACE_CHANNELS, G.GRID, G.GRID, G.GRID, device=device))[0]
 
 
 def _filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:

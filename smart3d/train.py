@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from . import geometry as G
 from .shapes import CLASSES
 from .weights import WEIGHTS_DIR, best_device, save_pretrained
 
@@ -159,16 +160,19 @@ def train_classifier_cmd(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def tokenizer_metrics(model, surface: np.ndarray, occupancy: np.ndarray, device, batch_size: int = 32) -> dict:
-    """Mean voxel IoU of reconstructions, codebook usage and perplexity on a set of shapes."""
+def tokenizer_metrics(model, dense: np.ndarray, occupancy: np.ndarray, device, batch_size: int = 32,
+                      num_points: int | None = None) -> dict:
+    """Mean voxel IoU of reconstructions, codebook usage and perplexity on a set of shapes.
+
+    dense : (K, N, 3) surface points; the first ``num_points`` of each are encoded (all if None).
+    """
     from .tokenizer import iou, usage_stats
 
     was = model.training
     model.eval()
     ious, fine, coarse = [], [], []
-    for i in range(0, len(surface), batch_size):
-        s = torch.from_numpy(surface[i:i + batch_size]).to(device)
-        tokens = model.encode(s)
+    for i in range(0, len(dense), batch_size):
+        tokens = model.encode_points(torch.from_numpy(dense[i:i + batch_size, :num_points].astype(np.float32)))
         ious.append(iou(model.decode(tokens), torch.from_numpy(occupancy[i:i + batch_size]).to(device)).cpu())
         fine.append(tokens[:, model.layout.num_coarse:].cpu())
         coarse.append(tokens[:, :model.layout.num_coarse].cpu())
@@ -179,6 +183,17 @@ def tokenizer_metrics(model, surface: np.ndarray, occupancy: np.ndarray, device,
         out.update({f"coarse_{k}": v for k, v in
                     usage_stats(torch.cat(coarse), model.config.coarse_codebook_size).items()})
     return out
+
+
+def scan_densities(num: int, dense: int, generator: torch.Generator, low: int = 4096) -> list[int]:
+    """Point counts for the tokenizer's inputs: half the shapes dense, half log-uniform in [low, dense].
+
+    Scans and uploads are sparser than the cached clouds; training on both keeps the tokens of
+    a sparser cloud close to those of the dense one.
+    """
+    u = torch.rand(num, 2, generator=generator)
+    n = torch.exp(np.log(low) + u[:, 0] * (np.log(dense) - np.log(low))).long()
+    return torch.where(u[:, 1] < 0.5, torch.full_like(n, dense), n.clamp(max=dense)).tolist()
 
 
 def train_tokenizer_cmd(args: argparse.Namespace) -> None:
@@ -198,19 +213,20 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     step, t_used = resume(ckpt_path, {"model": model}, opt, g, rank)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
     val = load_split("val", args.classes, args.num_per_class, args.cache)
-    surface, sdf = torch.from_numpy(train.surface), torch.from_numpy(train.sdf)
+    dense, sdf = train.dense, torch.from_numpy(train.sdf)
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
     bar = tqdm(total=args.steps, initial=step, desc="tokenizer", disable=rank != 0)
-    t0 = time.time()
+    t0, log = time.time(), []
     while step < args.steps:
-        b = torch.randint(len(surface), (args.batch_size,), generator=g)[rank * local:(rank + 1) * local]
-        s, d = surface[b], sdf[b]
+        b = torch.randint(len(dense), (args.batch_size,), generator=g)[rank * local:(rank + 1) * local]
+        pts, d = torch.from_numpy(dense[b.numpy()].astype(np.float32)), sdf[b]
         if torch.rand((), generator=g) < 0.5:                     # mirror in x: shapes are symmetric in kind
-            s, d = s.flip(1), d.flip(1)
+            pts, d = pts * torch.tensor([-1.0, 1.0, 1.0]), d.flip(1)
+        feats = G.surface_features([p[:n] for p, n in zip(pts, scan_densities(len(b), pts.shape[1], g))])
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
-        out = ddp(s.to(device), d.to(device))
+        out = ddp(feats.to(device), d.to(device))
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
@@ -218,21 +234,26 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
         bar.update()
         if step % 20 == 0:
             bar.set_postfix(recon=f"{out['recon'].item():.4f}", commit=f"{out['commit'].item():.4f}")
-        if rank == 0 and (step % args.save_every == 0 or step == args.steps):
+            log.append((step, float(out["recon"].item())))
+        out_of_time = args.minutes is not None and (time.time() - t0) / 60 > args.minutes
+        if rank == 0 and (step % args.save_every == 0 or step == args.steps or out_of_time):
             save_checkpoint(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), step=step,
                             generator=g.get_state(), seconds=t_used + time.time() - t0)
+        if out_of_time:
+            break
     bar.close()
     check_replicas(model)
     if rank != 0:
         return
-    m = tokenizer_metrics(model, val.surface, val.occupancy, device)
+    m = tokenizer_metrics(model, val.dense, val.occupancy, device)
     seconds = t_used + time.time() - t0
     summary = {k: v for k, v in m.items() if k != "ious"}
     print("tokenizer (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
     save_pretrained(model, config, out_path, preset=args.preset,
-                    command=_command_line(args, ["preset", "num_per_class", "steps", "batch_size", "seed"]),
-                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary)
+                    command=_command_line(args, ["preset", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"]),
+                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
+                    recon_curve=log[-200:])
     print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
 
 
@@ -247,11 +268,11 @@ def encode_split(tokenizer, split: str, classes, num_per_class: int, cache: str,
     from .dataset import load_split
 
     data = load_split(split, classes, num_per_class, cache)
-    surf = torch.from_numpy(data.surface)
-    grids = [surf, surf.flip(1)] if mirror else [surf]
-    tokens = torch.cat([torch.cat([tokenizer.encode(g[i:i + 64].to(device)).cpu() for i in range(0, len(g), 64)])
-                        for g in grids])
-    labels = torch.from_numpy(data.labels).repeat(len(grids))
+    signs = [1.0, -1.0] if mirror else [1.0]
+    tokens = torch.cat([torch.cat([tokenizer.encode_points(torch.from_numpy(data.dense[i:i + 64].astype(np.float32))
+                                                           * torch.tensor([sx, 1.0, 1.0])).cpu()
+                                   for i in range(0, len(data.dense), 64)]) for sx in signs])
+    labels = torch.from_numpy(data.labels).repeat(len(signs))
     return tokens, labels
 
 

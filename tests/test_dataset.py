@@ -22,6 +22,9 @@ def test_sample_is_deterministic_and_consistent(name):
     assert a.surface[tuple(np.floor((a.points + 1) * 16).astype(int).clip(0, 31).T)].all()
     # every surface voxel is within a voxel diagonal of the zero level set of the SDF
     assert np.abs(a.sdf[a.surface]).max() < np.sqrt(3) / 16 + 1e-3
+    # the dense cloud: its head is the 2048 points, and it is what marks the surface voxels
+    assert a.dense.shape == (32768, 3) and np.array_equal(a.dense[:2048], a.points)
+    assert np.array_equal(G.voxelize_points(a.dense), a.surface)
 
 
 def test_different_indices_differ():
@@ -49,3 +52,4 @@ def test_cache_roundtrip(tmp_path):
     assert np.array_equal(data.occupancy[0], s.occupancy) and np.array_equal(data.surface[0], s.surface)
     assert np.allclose(data.sdf[0], s.sdf, atol=2e-3)      # stored as float16
     assert np.array_equal(data.points[0], s.points)
+    assert data.dense.dtype == np.float16 and np.allclose(data.dense[0], s.dense, atol=1e-3)

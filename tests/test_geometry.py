@@ -45,6 +45,29 @@ def test_voxelize_points_and_visible_mask():
     assert G.visible_patch_mask(pts, min_points=2).sum() == 0
 
 
+def test_surface_features_locate_the_surface_inside_each_voxel():
+    rng = np.random.default_rng(0)
+    v = 2.0 / 32                                          # voxel side
+    # a horizontal sheet at y = 0.3 voxel above the centres of row j = 20
+    y = -1 + (20 + 0.5 + 0.3) * v
+    sheet = np.c_[rng.uniform(-0.5, 0.5, 4000), np.full(4000, y), rng.uniform(-0.5, 0.5, 4000)]
+    f = G.surface_features(sheet)[0].numpy()
+    assert f.shape == (G.SURFACE_CHANNELS, 32, 32, 32)
+    assert np.array_equal(f[0].astype(bool), G.voxelize_points(sheet))
+    hit = f[0] > 0
+    assert np.allclose(f[2][hit], 2 * 0.3, atol=1e-4)     # mean y offset (x2)
+    assert np.allclose(f[5][hit], 0.0, atol=1e-4)         # no spread across the sheet (yy moment)
+    assert f[4][hit].mean() > 0.5                         # spread along it (xx ~ 12 * var of uniform = 1)
+    assert (f[:, ~hit] == 0).all()
+    # two sheets of a thin plate in one voxel: centred mean, large spread across
+    plate = np.concatenate([sheet, sheet - [0, 0.6 * v, 0]])
+    g = G.surface_features(plate)[0].numpy()
+    assert np.allclose(g[2][g[0] > 0], 0.0, atol=1e-3) and np.allclose(g[5][g[0] > 0], 12 * 0.09, atol=1e-3)
+    # batched, listed and out-of-cube points
+    both = G.surface_features([sheet, np.r_[sheet, [[5.0, 0, 0]]]])
+    assert torch.equal(both[0], both[1])
+
+
 def test_mesh_from_sphere_field_is_closed_and_reloads(tmp_path):
     centers = G.voxel_centers(32)
     sdf = np.linalg.norm(centers, axis=-1) - 0.6

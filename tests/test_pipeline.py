@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from PIL import Image
 
 from smart3d.export import MESH_FORMATS, export_mesh, export_points, glb_metadata
 from smart3d.model import MaskedTransformer, ModelConfig
@@ -90,9 +91,10 @@ def test_cli_classes_generate_complete_and_errors(weights, tmp_path):
     out = _cli("classes")
     assert out.returncode == 0 and len(out.stdout.split()) >= 10 and "chair" in out.stdout.split()
     out = _cli("generate", "--class", "chair", "--num", "2", "--seed", "0", "--steps", "3",
-               "--weights", str(weights), "--out", str(tmp_path / "gen"))
+               "--weights", str(weights), "--out", str(tmp_path / "gen"), "--sheet", str(tmp_path / "sheet.png"))
     assert out.returncode == 0, out.stderr
     assert "generated 2 chair shapes" in out.stdout
+    assert Image.open(tmp_path / "sheet.png").size == (2 * 160, 24 + 160)    # two 160 px tiles under a title
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["chair_00.glb", "chair_00.ply",
                                                                     "chair_01.glb", "chair_01.ply"]
     assert glb_metadata(tmp_path / "gen" / "chair_00.glb")["seed"] == 0

@@ -11,31 +11,69 @@ from smart3d.tokenizer import (COARSE_LATTICE, PRESETS, TokenLayout, Tokenizer, 
 
 @pytest.fixture(scope="module")
 def tiny():
+    """A tiny tokenizer whose codes sit on real patch latents (as after training), so tokens vary."""
     torch.manual_seed(0)
-    return Tokenizer(PRESETS["tiny"]).eval()
+    tok = Tokenizer(PRESETS["tiny"]).eval()
+    feats = G.surface_features([_random_points(s, n) for s, n in ((50, 20_000), (51, 1500))])
+    with torch.no_grad():
+        tok.quantizer.restart_dead(tok._fine_latents(feats).flatten(0, 1), min_usage=float("inf"),
+                                   generator=torch.Generator().manual_seed(0))
+        tok.coarse_quantizer.restart_dead(tok._coarse_latents(feats).flatten(0, 1), min_usage=float("inf"),
+                                          generator=torch.Generator().manual_seed(1))
+    return tok
 
 
-def _random_surface(seed: int, B: int = 2) -> torch.Tensor:
+def _random_points(seed: int, n: int = 20_000) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(B, 32, 32, 32, generator=g) < 0.3
+    return torch.rand(n, 3, generator=g) * 2 - 1
+
+
+def _lattice_cell(points: torch.Tensor, lattice: int) -> torch.Tensor:
+    """Flat index of the cell of an ``lattice^3`` split of [-1, 1]^3 holding each point."""
+    ijk = ((points + 1) * lattice / 2).floor().long().clamp(0, lattice - 1)
+    return (ijk[:, 0] * lattice + ijk[:, 1]) * lattice + ijk[:, 2]
+
+
+def _redraw_outside(points: torch.Tensor, lattice: int, cell: int, seed: int) -> torch.Tensor:
+    """Keep the points in ``cell`` of the ``lattice^3`` split; redraw all others outside that cell."""
+    keep = _lattice_cell(points, lattice) == cell
+    fresh = _random_points(seed, 4 * len(points))
+    fresh = fresh[_lattice_cell(fresh, lattice) != cell]
+    return torch.cat([points[keep], fresh[: int((~keep).sum())]])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_changing_voxels_outside_a_patch_never_changes_its_token(tiny, seed):
-    surface = _random_surface(seed, B=1)
-    before = tiny.encode(surface)[0]
-    g = torch.Generator().manual_seed(100 + seed)
-    patch = int(torch.randint(512, (1,), generator=g))
-    inside = G.unpatchify(torch.nn.functional.one_hot(torch.tensor(patch), 512).bool()[:, None].expand(512, 64))
-    noise = torch.rand(32, 32, 32, generator=g) < 0.5
-    changed = torch.where(inside, surface[0], noise)        # everything outside the patch redrawn
-    after = tiny.encode(changed[None])[0]
+def test_changing_points_outside_a_patch_never_changes_its_token(tiny, seed):
+    pts = _random_points(seed)
+    before = tiny.encode_points(pts)[0]
+    patch = int(torch.randint(512, (1,), generator=torch.Generator().manual_seed(100 + seed)))
+    changed = _redraw_outside(pts, 8, patch, seed=200 + seed)
+    after = tiny.encode_points(changed)[0]
     L = tiny.layout
     assert after[L.num_coarse + patch] == before[L.num_coarse + patch]
-    assert (after != before).any(), "the outside change should move other tokens"
-    # coarse level: a coarse token depends only on its own 8^3 block
-    block = int(L.fine_to_coarse()[patch])
-    assert after[block] == before[block]
+    assert (after[L.num_coarse:] != before[L.num_coarse:]).sum() > 100, "the outside change should move other tokens"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_changing_points_outside_a_coarse_block_keeps_its_tokens(tiny, seed):
+    pts = _random_points(seed, 1500)                         # sparse: coarse blocks differ from each other
+    before = tiny.encode_points(pts)[0]
+    L = tiny.layout
+    block = int(torch.randint(L.num_coarse, (1,), generator=torch.Generator().manual_seed(seed)))
+    changed = _redraw_outside(pts, COARSE_LATTICE, block, seed=300 + seed)
+    after = tiny.encode_points(changed)[0]
+    children = torch.nonzero(L.fine_to_coarse() == block).flatten() + L.num_coarse
+    assert len(children) == 8
+    assert after[block] == before[block] and torch.equal(after[children], before[children])
+    assert (after[:L.num_coarse] != before[:L.num_coarse]).sum() > 10, "other coarse tokens should move"
+
+
+def test_encode_points_accepts_lists_of_any_size_and_empty_clouds(tiny):
+    a, b = _random_points(0, 3000), _random_points(1, 500)
+    both = tiny.encode_points([a, b])
+    assert torch.equal(both[0], tiny.encode_points(a)[0]) and torch.equal(both[1], tiny.encode_points(b)[0])
+    empty = tiny.encode_points(torch.zeros(0, 3))[0]
+    assert torch.equal(empty, tiny.encode(torch.zeros(1, G.SURFACE_CHANNELS, 32, 32, 32))[0])
 
 
 def test_layout_lengths_levels_and_centroids():
@@ -51,8 +89,7 @@ def test_layout_lengths_levels_and_centroids():
 
 
 def test_encode_decode_shapes(tiny):
-    surface = _random_surface(3)
-    tokens = tiny.encode(surface)
+    tokens = tiny.encode_points(torch.stack([_random_points(3), _random_points(4)]))
     assert tokens.shape == (2, 576) and tokens.dtype == torch.int64
     assert tokens[:, 64:].max() < tiny.config.codebook_size
     assert tokens[:, :64].max() < tiny.config.coarse_codebook_size
