@@ -127,8 +127,21 @@ def _weights_dir(args):
     return args.weights or WEIGHTS_DIR
 
 
+def _reloads_watertight(mesh) -> bool:
+    """Export ``mesh`` to every download format, load each file back: all watertight?"""
+    import tempfile
+
+    import trimesh
+
+    from .export import MESH_FORMATS, export_mesh
+
+    with tempfile.TemporaryDirectory() as d:
+        return all(trimesh.load(export_mesh(mesh, f"{d}/m.{fmt}"), force="mesh").is_watertight for fmt in MESH_FORMATS)
+
+
 def evaluate_reconstruction(args: argparse.Namespace) -> dict:
     from .dataset import load_split
+    from .export import MESH_FORMATS
     from .geometry import mesh_from_field, sample_surface
     from .metrics import chamfer_distance
     from .tokenizer import Tokenizer, TokenizerConfig, iou, usage_stats
@@ -142,6 +155,7 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
     stats = _stats(args, args.classes)
     rows, per_class, all_tokens = [], {}, []
     watertight = total = 0
+    reloads = []
     for c in args.classes:
         sel = np.flatnonzero(test.labels == CLASSES.index(c))[: args.num]
         ious, sparse_ious, cds = [], [], []
@@ -159,6 +173,8 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
                 mesh = mesh_from_field(torch.sigmoid(logits[j]).cpu().numpy(), 0.5)
                 watertight += int(mesh.is_watertight)
                 total += 1
+                if i == 0 and j == 0:                    # the first shape of each class: export and reload
+                    reloads.append(_reloads_watertight(mesh))
                 rec = sample_surface(mesh, 2048, seed=int(k))
                 cds.append(float(chamfer_distance(_norm(rec, stats[c])[None], _norm(test.points[k], stats[c])[None])[0]))
         m_iou, m_cd = float(torch.cat(ious).mean()), 1e3 * float(np.mean(cds))
@@ -177,9 +193,11 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
     _print_table("tokenizer reconstruction on the test split (IoU from 32768 dense points and from their first "
                  f"{SPARSE_POINTS})", ["class", "n", "IoU", f"IoU {SPARSE_POINTS} pts", "CD x1e3 (median)", "CD x1e3"], rows)
     print("codebook: " + ", ".join(f"{k} usage {100 * v['usage']:.1f}% perplexity {v['perplexity']:.1f}"
-                                   for k, v in usage.items()) + f"; watertight meshes {watertight}/{total}")
+                                   for k, v in usage.items()) + f"; watertight meshes {watertight}/{total}; "
+          f"watertight after export + reload as {'/'.join(MESH_FORMATS)}: {sum(reloads)}/{len(reloads)}")
     return {**_header(args), "weights": read_config(path).get("command"), "per_class": per_class,
             "mean_iou": mean_iou, f"mean_iou_{SPARSE_POINTS}_points": mean_sparse, "codebook": usage, "watertight": [watertight, total],
+            "watertight_after_reload": [sum(reloads), len(reloads)], "reload_formats": list(MESH_FORMATS),
             "seconds": time.time() - t0}
 
 
