@@ -51,8 +51,9 @@ class TokenizerConfig:
     commitment: float = 0.25          # weight of the commitment loss
 
 
-PRESETS = {"base": TokenizerConfig(), "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32,
-                                                               code_dim=8, hidden=32, width=8, blocks=1)}
+PRESETS = {"base": TokenizerConfig(),
+           "codes2048": TokenizerConfig(codebook_size=2048),      # finer sub-voxel detail per patch token
+           "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}
 
 COARSE_LATTICE = G.LATTICE // 2       # 4: coarse tokens per side
 COARSE_BLOCK = G.GRID // COARSE_LATTICE  # 8: voxels per coarse token side

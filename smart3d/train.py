@@ -124,7 +124,7 @@ def check_replicas(module: torch.nn.Module) -> None:
 
 
 def _command_line(args: argparse.Namespace, keys: list[str]) -> str:
-    flags = " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys)
+    flags = " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys if getattr(args, k) is not None)
     return f"python -m smart3d train {args.what} {flags}"
 
 
