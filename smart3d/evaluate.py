@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=25, help="decoding steps")
     p.add_argument("--batch-size", type=int, default=25, help="shapes decoded together")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
+    p.add_argument("--sheets", default=None, help="generation: also render the first 16 samples of each class "
+                                                  "into DIR/<class>.png")
     p.add_argument("--weights", default=None, help="weights folder (default: weights/)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
 
@@ -202,16 +205,27 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
 
 
 def _generated(pipe, label_name: str, num: int, seed: int, steps: int, batch: int):
-    """Points (num, 2048, 3) and occupancy grids (num, 32^3) of generated shapes."""
+    """Points (num, 2048, 3) and meshes of ``num`` generated shapes."""
     from .sampler import SamplingOptions
 
-    pts, occ = [], []
+    pts, meshes = [], []
     for i in range(0, num, batch):
         res = pipe.generate(label_name, min(batch, num - i), seed=seed + i,
                             options=SamplingOptions(num_steps=steps))
         pts += [r.points for r in res]
-        occ += [r.field > 0.5 for r in res]
-    return np.stack(pts), np.stack(occ)
+        meshes += [r.mesh for r in res]
+    return np.stack(pts), meshes
+
+
+def _write_sheet(meshes, path: Path, title: str, max_shapes: int = 16) -> None:
+    """Render up to ``max_shapes`` meshes into a contact sheet PNG."""
+    from .render import contact_sheet, render_meshes
+
+    meshes = meshes[:max_shapes]
+    sheet = contact_sheet(render_meshes(meshes, size=160), [f"#{k}" for k in range(len(meshes))],
+                          columns=min(8, len(meshes)), title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
 def evaluate_generation(args: argparse.Namespace) -> dict:
@@ -231,8 +245,11 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
         label = CLASSES.index(c)
         sel = np.flatnonzero(test.labels == label)[: args.num]
         t1 = time.time()
-        gen_pts, gen_occ = _generated(pipe, c, args.num, args.seed + 1000 * label, args.steps, args.batch_size)
+        gen_pts, meshes = _generated(pipe, c, args.num, args.seed + 1000 * label, args.steps, args.batch_size)
         gen_seconds = time.time() - t1
+        if args.sheets:
+            _write_sheet(meshes, Path(args.sheets) / f"{c}.png",
+                         f"{c}: generated samples (seed {args.seed + 1000 * label}, {args.steps} steps)")
         m = to_report_units(compute_all_metrics(_norm(gen_pts, stats[c]), _norm(test.points[sel], stats[c]), emd=args.emd))
         pred, feats = classify(clf, gen_pts)
         _, ref_feats = classify(clf, test.points[sel])
