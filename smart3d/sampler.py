@@ -48,6 +48,7 @@ class SamplingOptions:
     temperature: tuple[float, float] = (0.8, 0.5)  # token temperature, annealed first -> last step
     cfg_scale: float = 3.0                        # guidance scale reached when all tokens are revealed
     choice_noise: float = 1.0                     # Gumbel noise on commit scores (fades to 0)
+    occupancy_first: bool = True                  # draw "surface here or not" at temperature 1, then the code
     preview: bool = True                          # decode a field preview at every step
 
     def check(self) -> "SamplingOptions":
@@ -95,6 +96,32 @@ def _filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
         return logits
     kth = logits.topk(k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _sample_token(logits: torch.Tensor, top_k: int, temp: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k, tempered draw of one code per position: codes (B, l) and their probabilities (B, l)."""
+    probs = (_filter_top_k(logits, top_k) / temp).softmax(-1)
+    pick = torch.multinomial(probs.view(-1, probs.shape[-1]).cpu(), 1, generator=generator)
+    pick = pick.view(probs.shape[:-1]).to(logits.device)
+    return pick, probs.gather(-1, pick[..., None]).squeeze(-1)
+
+
+def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, top_k: int, temp: float,
+                            generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw whether a patch holds surface from the model's own marginal (temperature 1), then its code.
+
+    One "no surface here" code competes with hundreds of surface codes that share the rest of the
+    mass, so a tempered top-k draw over all codes picks it far more often than the model believes
+    it (under-trained models then decode near-empty shapes). Here the binary choice keeps its
+    probability ``1 - p(empty)``; top-k and temperature shape only the choice among surface codes.
+    Returns codes (B, l) and the probability of the drawn outcome (surface or not) as confidence.
+    """
+    p_empty = logp.gather(-1, empty.expand(logp.shape[:-1])[..., None]).squeeze(-1).exp()
+    surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= p_empty
+    codes, _ = _sample_token(logits.scatter(-1, empty.expand(logp.shape[:-1])[..., None], float("-inf")),
+                             top_k, temp, generator)
+    pick = torch.where(surface, codes, empty.expand_as(codes))
+    return pick, torch.where(surface, 1.0 - p_empty, p_empty)
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:
@@ -173,11 +200,11 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
                 logp = lg.log_softmax(-1)
                 ent[:, sl] = -(logp.exp() * logp).sum(-1)
                 best[:, sl] = lg.argmax(-1)
-                probs = (_filter_top_k(lg, options.top_k) / temp).softmax(-1)
-                flat = probs.view(-1, probs.shape[-1]).cpu()
-                pick = torch.multinomial(flat, 1, generator=generator).view(B, -1).to(device)
+                if options.occupancy_first:
+                    pick, conf[:, sl] = _sample_occupancy_first(lg, logp, empty[sl], options.top_k, temp, generator)
+                else:
+                    pick, conf[:, sl] = _sample_token(lg, options.top_k, temp, generator)
                 sampled[:, sl] = pick
-                conf[:, sl] = probs.gather(-1, pick[..., None]).squeeze(-1)
             entropy = (ent * mask).sum(1) / mask.sum(1).clamp(min=1)
             # which masked positions to commit now
             if options.policy == "random":
