@@ -5,7 +5,8 @@ import torch
 
 from smart3d.masking import SCHEDULES, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
-from smart3d.sampler import POLICIES, SamplingOptions, empty_tokens, sample, sample_steps
+from smart3d.sampler import (POLICIES, SamplingOptions, _sample_occupancy_first, _sample_token, empty_tokens, sample,
+                             sample_steps)
 from smart3d.tokenizer import PRESETS, Tokenizer
 
 
@@ -96,3 +97,17 @@ def test_training_masks_are_region_consistent(nets):
     fine = torch.randint(0, 64, (64, 512), generator=g)
     m = training_mask(fine, int(empty_tokens(tok)[-1]), model.layout, g)
     assert m.shape == (64, 576) and m.any(1).all()
+
+
+def test_occupancy_first_keeps_the_models_probability_of_empty():
+    # one empty code with p = 0.3 against ten surface codes sharing 0.7: a tempered top-k draw
+    # over all codes inflates "empty"; the occupancy-first draw keeps it at 0.3
+    probs = torch.tensor([0.3] + [0.07] * 10)
+    logits = probs.log().expand(1, 20_000, 11).contiguous()
+    empty = torch.zeros(20_000, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    pick, conf = _sample_occupancy_first(logits, logits.log_softmax(-1), empty, top_k=10, temp=0.5, generator=g)
+    assert abs((pick == 0).float().mean().item() - 0.3) < 0.02
+    assert torch.allclose(conf[pick == 0], torch.tensor(0.3)) and torch.allclose(conf[pick != 0], torch.tensor(0.7))
+    plain, _ = _sample_token(logits, top_k=10, temp=0.5, generator=g)
+    assert (plain == 0).float().mean().item() > 0.5
