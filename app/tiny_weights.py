@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from smart3d import geometry as G
 from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.tokenizer import PRESETS as TOKENIZER_PRESETS
 from smart3d.tokenizer import Tokenizer
@@ -25,6 +26,9 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, solid_decoder: bool = 
     torch.manual_seed(seed)
     tok_cfg = TOKENIZER_PRESETS["tiny"]
     tokenizer = Tokenizer(tok_cfg)
+    sphere = torch.randn(20_000, 3, generator=torch.Generator().manual_seed(seed))
+    tokenizer.init_codebooks(G.surface_features(0.6 * sphere / sphere.norm(dim=1, keepdim=True)),
+                             torch.Generator().manual_seed(seed))       # tokens vary with the input
     if solid_decoder:
         with torch.no_grad():
             tokenizer.decoder.smooth.weight.zero_()

@@ -269,6 +269,21 @@ class Tokenizer(nn.Module):
         return torch.cat([self.encode(G.surface_features(points[i:i + batch_size]).to(device))
                           for i in range(0, len(points), batch_size)])
 
+    @torch.no_grad()
+    def init_codebooks(self, features: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Place the codes on latents of real inputs (features (B, 10, 32^3)), as dead-code restarts do.
+
+        The first code of each level is put on the latent of "no surface here", so empty space has
+        its own token. Useful before training, and for untrained test weights whose tokens should
+        vary with the input like trained ones do.
+        """
+        levels = [(self.quantizer, self._fine_latents)]
+        if self.config.levels == 2:
+            levels.append((self.coarse_quantizer, self._coarse_latents))
+        for vq, latents in levels:
+            vq.restart_dead(latents(features).flatten(0, 1), min_usage=float("inf"), generator=generator)
+            vq.codebook[0] = latents(torch.zeros_like(features[:1]))[0, 0]
+
     # ---- decoding ---------------------------------------------------------------------------
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -15,11 +15,7 @@ def tiny():
     torch.manual_seed(0)
     tok = Tokenizer(PRESETS["tiny"]).eval()
     feats = G.surface_features([_random_points(s, n) for s, n in ((50, 20_000), (51, 1500))])
-    with torch.no_grad():
-        tok.quantizer.restart_dead(tok._fine_latents(feats).flatten(0, 1), min_usage=float("inf"),
-                                   generator=torch.Generator().manual_seed(0))
-        tok.coarse_quantizer.restart_dead(tok._coarse_latents(feats).flatten(0, 1), min_usage=float("inf"),
-                                          generator=torch.Generator().manual_seed(1))
+    tok.init_codebooks(feats, torch.Generator().manual_seed(0))
     return tok
 
 
