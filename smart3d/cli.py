@@ -17,7 +17,7 @@ def cmd_classes(args: argparse.Namespace) -> None:
 
 def cmd_shapes(args: argparse.Namespace) -> None:
     from .dataset import check_class, make_sample, split_indices
-    from .render import contact_sheet, render_meshes
+    from .render import save_mesh_sheet
 
     name = check_class(args.class_name)
     if args.split == "all":
@@ -25,11 +25,8 @@ def cmd_shapes(args: argparse.Namespace) -> None:
     else:
         indices = split_indices(args.split, args.seed + 10 * args.num)[args.seed // 10:][: args.num].tolist()
     samples = [make_sample(name, i, with_mesh=True) for i in indices]
-    images = render_meshes([s.mesh for s in samples], size=args.size)
-    sheet = contact_sheet(images, [f"{name} #{i}" for i in indices], columns=args.columns,
-                          title=f"{name}: {len(indices)} benchmark shapes")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out)
+    save_mesh_sheet([s.mesh for s in samples], [f"{name} #{i}" for i in indices], args.out,
+                    f"{name}: {len(indices)} benchmark shapes", size=args.size, columns=args.columns)
     print(f"wrote {args.out} ({len(indices)} {name} shapes)")
 
 
@@ -72,15 +69,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
           f"in {time.time() - t0:.1f} s on {pipe.device}: {', '.join(n + '.glb' for n in names)} in {args.out} "
           f"({faces} faces)")
     if args.sheet:
-        from .render import contact_sheet, render_meshes
+        from .render import save_mesh_sheet
 
-        images = render_meshes([r.mesh for r in results], size=160)
-        sheet = contact_sheet(images, [f"seed {args.seed}, #{k}" for k in range(len(results))],
-                              columns=min(8, len(results)),
-                              title=f"{name or 'unconditional'}: {len(results)} generated shapes "
-                                    f"({options.num_steps} steps, weights: {args.weights})")
-        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(args.sheet)
+        save_mesh_sheet([r.mesh for r in results], [f"seed {args.seed}, #{k}" for k in range(len(results))],
+                        args.sheet, f"{name or 'unconditional'}: {len(results)} generated shapes "
+                                    f"({options.num_steps} steps, weights: {args.weights})",
+                        columns=min(8, len(results)))
         print(f"wrote {args.sheet}")
 
 

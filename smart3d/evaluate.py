@@ -217,17 +217,6 @@ def _generated(pipe, label_name: str, num: int, seed: int, steps: int, batch: in
     return np.stack(pts), meshes
 
 
-def _write_sheet(meshes, path: Path, title: str, max_shapes: int = 16) -> None:
-    """Render up to ``max_shapes`` meshes into a contact sheet PNG."""
-    from .render import contact_sheet, render_meshes
-
-    meshes = meshes[:max_shapes]
-    sheet = contact_sheet(render_meshes(meshes, size=160), [f"#{k}" for k in range(len(meshes))],
-                          columns=min(8, len(meshes)), title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-
-
 def evaluate_generation(args: argparse.Namespace) -> dict:
     from .classifier import ClassifierConfig, ShapeClassifier, classify
     from .dataset import load_split
@@ -248,8 +237,12 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
         gen_pts, meshes = _generated(pipe, c, args.num, args.seed + 1000 * label, args.steps, args.batch_size)
         gen_seconds = time.time() - t1
         if args.sheets:
-            _write_sheet(meshes, Path(args.sheets) / f"{c}.png",
-                         f"{c}: generated samples (seed {args.seed + 1000 * label}, {args.steps} steps)")
+            from .render import save_mesh_sheet
+
+            shown = meshes[:16]
+            save_mesh_sheet(shown, [f"#{k}" for k in range(len(shown))], Path(args.sheets) / f"{c}.png",
+                            f"{c}: generated samples (seed {args.seed + 1000 * label}, {args.steps} steps)",
+                            columns=min(8, len(shown)))
         m = to_report_units(compute_all_metrics(_norm(gen_pts, stats[c]), _norm(test.points[sel], stats[c]), emd=args.emd))
         pred, feats = classify(clf, gen_pts)
         _, ref_feats = classify(clf, test.points[sel])

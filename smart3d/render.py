@@ -8,6 +8,7 @@ why this module sets it at import time and is imported lazily by the rest of the
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
@@ -91,3 +92,11 @@ def render_meshes(meshes: list[trimesh.Trimesh], size: int = 192) -> list[np.nda
     """Render each mesh from the default 3/4 view."""
     with Renderer(size) as r:
         return [r.render(m) for m in meshes]
+
+
+def save_mesh_sheet(meshes: list[trimesh.Trimesh], labels: list[str], path, title: str, size: int = 160,
+                    columns: int = 4) -> None:
+    """Render meshes and write them as one contact sheet PNG (parent folders created)."""
+    sheet = contact_sheet(render_meshes(meshes, size=size), labels, columns=columns, title=title)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
