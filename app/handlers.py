@@ -143,7 +143,7 @@ class Handlers:
                        gr.Slider(minimum=1, maximum=T, value=1, step=1, interactive=False) if first else gr.skip(),
                        gr.skip())
         label = None if class_name is None else self.pipe.label_of(class_name)
-        result = self.pipe.decode(run.steps[-1].tokens, seed, label)[0]
+        result = self.pipe.decode(run.steps[-1].tokens, seed, label, options.min_part)[0]
         downloads = None
         if len(result.mesh.faces) == 0:
             gr.Warning("The decoded shape is empty (every token is empty space), so there is no mesh to download. "

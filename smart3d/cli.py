@@ -35,7 +35,8 @@ def _options(args: argparse.Namespace):
 
     return SamplingOptions(num_steps=args.steps, schedule=args.schedule, policy=args.policy, top_k=args.top_k,
                            temperature=(args.temperature_start, args.temperature_end),
-                           cfg_scale=args.guidance).check()
+                           cfg_scale=args.guidance,
+                           min_part=SamplingOptions.min_part if args.min_part is None else args.min_part).check()
 
 
 def _write_results(results, out: Path, stem: str, settings: dict) -> list[str]:
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--temperature-start", type=float, default=0.8)
         s.add_argument("--temperature-end", type=float, default=0.5)
         s.add_argument("--guidance", type=float, default=3.0, help="final classifier-free guidance scale")
+        s.add_argument("--min-part", type=float, default=None,
+                       help="drop solid parts smaller than this fraction of the largest (0: keep all; "
+                            "default: SamplingOptions.min_part)")
         s.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder")
         s.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
         s.add_argument("--out", required=True, help="output folder")

@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (generation, completion)")
     p.add_argument("--steps", type=int, default=25, help="decoding steps")
     p.add_argument("--batch-size", type=int, default=25, help="shapes decoded together")
+    p.add_argument("--min-part", type=float, default=None, help="generation, completion: drop solid parts under "
+                   "this fraction of the largest (0: keep all; default: SamplingOptions.min_part)")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
     p.add_argument("--sheets", default=None, help="generation: also render the first 16 samples of each class "
                                                   "into DIR/<class>.png")
@@ -204,14 +206,18 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
             "seconds": time.time() - t0}
 
 
-def _generated(pipe, label_name: str, num: int, seed: int, steps: int, batch: int):
-    """Points (num, 2048, 3) and meshes of ``num`` generated shapes."""
+def _sampling_options(args: argparse.Namespace):
     from .sampler import SamplingOptions
 
+    part = SamplingOptions.min_part if args.min_part is None else args.min_part
+    return SamplingOptions(num_steps=args.steps, min_part=part).check()
+
+
+def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
+    """Points (num, 2048, 3) and meshes of ``num`` generated shapes."""
     pts, meshes = [], []
     for i in range(0, num, batch):
-        res = pipe.generate(label_name, min(batch, num - i), seed=seed + i,
-                            options=SamplingOptions(num_steps=steps))
+        res = pipe.generate(label_name, min(batch, num - i), seed=seed + i, options=options)
         pts += [r.points for r in res]
         meshes += [r.mesh for r in res]
     return np.stack(pts), meshes
@@ -234,7 +240,8 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
         label = CLASSES.index(c)
         sel = np.flatnonzero(test.labels == label)[: args.num]
         t1 = time.time()
-        gen_pts, meshes = _generated(pipe, c, args.num, args.seed + 1000 * label, args.steps, args.batch_size)
+        gen_pts, meshes = _generated(pipe, c, args.num, args.seed + 1000 * label, _sampling_options(args),
+                                     args.batch_size)
         gen_seconds = time.time() - t1
         if args.sheets:
             from .render import save_mesh_sheet
@@ -257,7 +264,8 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     rows.append(["mean"] + [mean.get(k, float("nan")) for k in _GEN_COLUMNS])
     _print_table(f"generation: {args.num} samples per class vs the test split", ["class"] + list(_GEN_COLUMNS), rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "seed": args.seed, "per_class": per_class, "mean": mean,
+            "steps": args.steps, "min_part": _sampling_options(args).min_part, "seed": args.seed,
+            "per_class": per_class, "mean": mean,
             "seconds": time.time() - t0}
 
 
@@ -270,7 +278,6 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     from .masking import plane_visible
     from .metrics import chamfer_distance, emd_exact
     from .pipeline import load_pipeline
-    from .sampler import SamplingOptions
     from .weights import read_config
 
     t0 = time.time()
@@ -298,7 +305,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             tokens = pipe.tokenizer.encode_points(test.dense[k].astype(np.float32))[0].cpu()
             visible = plane_visible(n[None], torch.zeros(1), pipe.layout, whole=True)[0]
             done = pipe.complete_tokens(tokens, visible, c, seed=args.seed + int(k),
-                                        options=SamplingOptions(num_steps=args.steps))[0].points
+                                        options=_sampling_options(args))[0].points
             # retrieval: the training shape whose surface best explains the partial points
             pp = torch.from_numpy(partial)[None].expand(len(pool), -1, -1)
             one_sided = torch.cdist(pp, pool).min(-1).values.pow(2).mean(-1)
@@ -319,7 +326,8 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     _print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
                  ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "seed": args.seed, "per_class": per_class, "mean": mean,
+            "steps": args.steps, "min_part": _sampling_options(args).min_part, "seed": args.seed,
+            "per_class": per_class, "mean": mean,
             "seconds": time.time() - t0}
 
 

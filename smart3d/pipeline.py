@@ -80,12 +80,17 @@ class Pipeline:
         return sample_steps(self.model, self.tokenizer, labels, options, g, known_tokens, known_mask)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor, seed: int = 0, label: int | None = None) -> list[Result]:
-        """Token sequences (B, L) -> results with field, mesh and points."""
+    def decode(self, tokens: torch.Tensor, seed: int = 0, label: int | None = None,
+               min_part: float = SamplingOptions.min_part) -> list[Result]:
+        """Token sequences (B, L) -> results with field, mesh and points.
+
+        Connected parts of the solid smaller than ``min_part`` of the largest one are dropped
+        (``geometry.drop_small_parts``; 0 keeps everything).
+        """
         logits = self.tokenizer.decode(tokens.to(self.device))
         out = []
         for i in range(len(tokens)):
-            field = torch.sigmoid(logits[i]).float().cpu().numpy()
+            field = G.drop_small_parts(torch.sigmoid(logits[i]).float().cpu().numpy(), 0.5, min_part)
             mesh = G.mesh_from_field(field, 0.5)
             out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=seed + i),
                               label, seed))
@@ -98,7 +103,7 @@ class Pipeline:
         for last in self.sample_steps(class_name, num, seed, replace(options, preview=False)):
             pass
         label = None if class_name is None else self.label_of(class_name)
-        return self.decode(last.tokens, seed, label)
+        return self.decode(last.tokens, seed, label, options.min_part)
 
     def complete(self, points: np.ndarray, class_name: str | None = None, seed: int = 0,
                  options: SamplingOptions = SamplingOptions(), num: int = 1,
@@ -119,7 +124,7 @@ class Pipeline:
                                       tokens[None], visible[None]):
             pass
         label = None if class_name is None else self.label_of(class_name)
-        return self.decode(last.tokens, seed, label)
+        return self.decode(last.tokens, seed, label, options.min_part)
 
 
 def load_pipeline(weights_dir: str | Path = WEIGHTS_DIR, device: str | torch.device | None = None) -> Pipeline:

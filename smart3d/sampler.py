@@ -50,6 +50,7 @@ class SamplingOptions:
     choice_noise: float = 1.0                     # Gumbel noise on commit scores (fades to 0)
     occupancy_first: bool = True                  # draw "surface here or not" at temperature 1, then the code
     preview: bool = True                          # decode a field preview at every step
+    min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
 
     def check(self) -> "SamplingOptions":
         limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0)}
@@ -57,6 +58,8 @@ class SamplingOptions:
             v = getattr(self, name)
             if not lo <= v <= hi:
                 raise ValueError(f"{name} must be between {lo} and {hi}, got {v}")
+        if not 0.0 <= self.min_part <= 1.0:
+            raise ValueError(f"min_part must be between 0 and 1, got {self.min_part}")
         for t in self.temperature:
             if not 0.01 <= t <= 5.0:
                 raise ValueError(f"temperature must be between 0.01 and 5, got {t}")

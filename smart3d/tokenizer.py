@@ -45,6 +45,7 @@ class TokenizerConfig:
     hidden: int = 256                 # width of the per-patch encoder MLPs
     width: int = 32                   # decoder channels at 8^3 (doubled at 4^3)
     blocks: int = 2                   # residual blocks at each decoder scale
+    fine_width: int = 0               # > 0: decode through a 16^3 stage of this many channels (0: 8^3 -> 32^3 directly)
     coarse_pool: int = 2              # coarse input: 8^3 block max-pooled by this -> 4^3 bits
     levels: int = 2                   # 2 = coarse + fine, 1 = fine only (ablation)
     ema_decay: float = 0.99           # codebook EMA
@@ -53,6 +54,7 @@ class TokenizerConfig:
 
 PRESETS = {"base": TokenizerConfig(),
            "codes2048": TokenizerConfig(codebook_size=2048),      # finer sub-voxel detail per patch token
+           "fine16": TokenizerConfig(fine_width=32),              # decoder with a 16^3 stage (``train decoder``)
            "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}
 
 COARSE_LATTICE = G.LATTICE // 2       # 4: coarse tokens per side
@@ -193,7 +195,13 @@ class FieldDecoder(nn.Module):
         self.lo = nn.Sequential(*[ResBlock3d(2 * w) for _ in range(2 * c.blocks)])
         self.up = nn.ConvTranspose3d(2 * w, w, 2, stride=2)
         self.out = nn.Sequential(ResBlock3d(w), nn.GroupNorm(min(8, w), w), nn.SiLU())
-        self.shuffle = nn.Linear(w, G.PATCH**3)                    # each token emits its 4^3 voxels
+        f = c.fine_width
+        if f:                                                      # token -> 2^3 cells of 16^3 -> 2^3 voxels each
+            self.shuffle = nn.Linear(w, 8 * f)
+            self.mid = nn.Sequential(ResBlock3d(f), nn.GroupNorm(min(8, f), f), nn.SiLU())
+            self.voxels = nn.Linear(f, 8)
+        else:
+            self.shuffle = nn.Linear(w, G.PATCH**3)                # each token emits its 4^3 voxels
         self.smooth = nn.Conv3d(1, 1, 3, padding=1)                # (wider convs at 32^3 are slow on CPU)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -203,8 +211,14 @@ class FieldDecoder(nn.Module):
         x = codes.transpose(1, 2).reshape(B, D, n, n, n)           # (B, D, 8, 8, 8)
         h = self.hi(self.inp(x))
         h = self.out(h + self.up(self.lo(self.down(h))))            # (B, w, 8, 8, 8)
-        t = self.shuffle(h.flatten(2).transpose(1, 2))              # (B, 512, 64)
-        grid = G.unpatchify(t)                                      # (B, 32, 32, 32)
+        t = self.shuffle(h.flatten(2).transpose(1, 2))              # (B, 512, 64) or (B, 512, 8 f)
+        if hasattr(self, "mid"):
+            f = t.shape[-1] // 8
+            t = G.unpatchify(t.view(B, L, f, 8).transpose(1, 2), 2)  # (B, f, 16, 16, 16)
+            t = self.voxels(self.mid(t).flatten(2).transpose(1, 2))  # (B, 4096, 8)
+            grid = G.unpatchify(t, 2)                               # (B, 32, 32, 32)
+        else:
+            grid = G.unpatchify(t)                                  # (B, 32, 32, 32)
         return self.smooth(grid.unsqueeze(1)).squeeze(1)
 
 

@@ -23,7 +23,7 @@ from . import geometry as G
 from .shapes import CLASSES
 from .weights import WEIGHTS_DIR, best_device, save_pretrained
 
-COMPONENTS = ("classifier", "tokenizer", "model")
+COMPONENTS = ("classifier", "tokenizer", "decoder", "model")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,12 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"({', '.join(MODEL_PRESETS)}; default XS)")
     p.add_argument("--attention", default="linear", choices=["linear", "softmax"], help="model attention kind")
     p.add_argument("--levels", type=int, default=2, choices=[1, 2], help="token levels (1: fine only, ablation)")
-    p.add_argument("--tokenizer", default=str(WEIGHTS_DIR / "tokenizer"), help="tokenizer weights (model)")
+    p.add_argument("--tokenizer", default=str(WEIGHTS_DIR / "tokenizer"),
+                   help="tokenizer weights (model; decoder: whose encoder and codes are kept)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped model weights")
     p.add_argument("--class-dropout", type=float, default=0.1, help="label dropout for guidance")
     p.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
     p.add_argument("--epochs", type=int, default=4, help="classifier epochs")
-    p.add_argument("--steps", type=int, default=3000, help="optimiser steps (tokenizer)")
+    p.add_argument("--steps", type=int, default=3000, help="optimiser steps (tokenizer, decoder)")
     p.add_argument("--batch-size", type=int, default=16, help="global batch size")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default per component)")
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
@@ -108,6 +109,19 @@ def resume(path: Path, modules: dict[str, torch.nn.Module], opt, generator: torc
     if rank == 0:
         print(f"resumed {path} at step {state['step']}")
     return state["step"], state["seconds"]
+
+
+def end_of_step(args: argparse.Namespace, rank: int, step: int, path: Path, t0: float, t_used: float,
+                generator: torch.Generator, opt, **modules: torch.nn.Module) -> bool:
+    """Checkpoint every ``--save-every`` steps, at the last step and when ``--minutes`` ran out.
+
+    Returns True when the run should stop for time.
+    """
+    out_of_time = args.minutes is not None and (time.time() - t0) / 60 > args.minutes
+    if rank == 0 and (step % args.save_every == 0 or step == args.steps or out_of_time):
+        save_checkpoint(path, **{k: m.state_dict() for k, m in modules.items()}, opt=opt.state_dict(), step=step,
+                        generator=generator.get_state(), seconds=t_used + time.time() - t0)
+    return out_of_time
 
 
 def check_replicas(module: torch.nn.Module) -> None:
@@ -235,11 +249,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
         if step % 20 == 0:
             bar.set_postfix(recon=f"{out['recon'].item():.4f}", commit=f"{out['commit'].item():.4f}")
             log.append((step, float(out["recon"].item())))
-        out_of_time = args.minutes is not None and (time.time() - t0) / 60 > args.minutes
-        if rank == 0 and (step % args.save_every == 0 or step == args.steps or out_of_time):
-            save_checkpoint(ckpt_path, model=model.state_dict(), opt=opt.state_dict(), step=step,
-                            generator=g.get_state(), seconds=t_used + time.time() - t0)
-        if out_of_time:
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, model=model):
             break
     bar.close()
     check_replicas(model)
@@ -254,6 +264,89 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
                     command=_command_line(args, ["preset", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"]),
                     train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
                     recon_curve=log[-200:])
+    print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder on frozen tokens
+# --------------------------------------------------------------------------------------------
+
+DECODER_FIELDS = ("width", "blocks", "fine_width")
+
+
+def train_decoder_cmd(args: argparse.Namespace) -> None:
+    """Retrain only the field decoder of ``--tokenizer`` on its frozen tokens.
+
+    The encoder and both codebooks are copied unchanged, so every shape keeps its tokens and a
+    transformer trained on them stays valid; only tokens -> field (and so the meshes) improves.
+    The decoder's size comes from ``--preset``; its layers that keep their shape start from the
+    old decoder. Targets are the dense-cloud tokens of the train split and its x-mirror.
+    """
+    from dataclasses import asdict, replace
+
+    from .dataset import load_split
+    from .tokenizer import PRESETS, Tokenizer, TokenizerConfig, soft_occupancy
+    from .weights import load_pretrained, read_config
+
+    rank, world, device = setup_distributed(args.device)
+    torch.manual_seed(args.seed)
+    args.preset = args.preset or "fine16"
+    old = load_pretrained(Tokenizer, TokenizerConfig, args.tokenizer, device)
+    config = replace(old.config, **{k: getattr(PRESETS[args.preset], k) for k in DECODER_FIELDS})
+    model = Tokenizer(config).to(device)
+    state = model.state_dict()
+    state.update({k: v for k, v in old.state_dict().items() if v.shape == state[k].shape})
+    model.load_state_dict(state)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("decoder."))
+    params = list(model.decoder.parameters())
+    ddp = torch.nn.parallel.DistributedDataParallel(model.decoder) if world > 1 else model.decoder
+    peak = args.lr or 1e-3
+    opt = torch.optim.AdamW(params, lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
+    ckpt_path = Path(args.checkpoint or f"checkpoints/decoder_{args.preset}.pt")
+    g = torch.Generator().manual_seed(args.seed)
+    step, t_used = resume(ckpt_path, {"decoder": model.decoder}, opt, g, rank)
+    tokens, _ = encode_split(model, "train", args.classes, args.num_per_class, args.cache, device)
+    sdf = torch.from_numpy(load_split("train", args.classes, args.num_per_class, args.cache).sdf)
+    n = len(sdf)
+    local = args.batch_size // world
+    assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
+    model.eval()                                                  # frozen codebooks: no EMA updates
+    bar = tqdm(total=args.steps, initial=step, desc="decoder", disable=rank != 0)
+    t0, log = time.time(), []
+    while step < args.steps:
+        b = torch.randint(len(tokens), (args.batch_size,), generator=g)[rank * local:(rank + 1) * local]
+        target = torch.stack([sdf[i - n].flip(0) if i >= n else sdf[i] for i in b.tolist()])   # 2nd half: mirrored
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
+        codes = model.quantizer.codebook[tokens[b][:, model.layout.num_coarse:].to(device)]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ddp(codes), soft_occupancy(target.to(device)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update()
+        if step % 20 == 0:
+            bar.set_postfix(recon=f"{loss.item():.4f}")
+            log.append((step, float(loss.item())))
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, decoder=model.decoder):
+            break
+    bar.close()
+    check_replicas(model.decoder)
+    if rank != 0:
+        return
+    val = load_split("val", args.classes, args.num_per_class, args.cache)
+    m = tokenizer_metrics(model, val.dense, val.occupancy, device)
+    seconds = t_used + time.time() - t0
+    summary = {k: v for k, v in m.items() if k != "ious"}
+    print("tokenizer with the new decoder (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
+    out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
+    before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
+    save_pretrained(model, config, out_path, preset=args.preset,
+                    command=_command_line(args, ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr",
+                                                 "minutes", "seed"]),
+                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
+                    recon_curve=log[-200:], encoder_from=before, decoder_config=asdict(config))
     print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
 
 
@@ -344,11 +437,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             log.append((step, float(loss.item())))
-        out_of_time = args.minutes is not None and (time.time() - t0) / 60 > args.minutes
-        if rank == 0 and (step % args.save_every == 0 or step == args.steps or out_of_time):
-            save_checkpoint(ckpt_path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                            step=step, generator=g.get_state(), seconds=t_used + time.time() - t0)
-        if out_of_time:
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, model=model, ema=ema):
             break
     bar.close()
     check_replicas(model)
@@ -365,4 +454,5 @@ def train_model_cmd(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    {"classifier": train_classifier_cmd, "tokenizer": train_tokenizer_cmd, "model": train_model_cmd}[args.what](args)
+    {"classifier": train_classifier_cmd, "tokenizer": train_tokenizer_cmd, "decoder": train_decoder_cmd,
+     "model": train_model_cmd}[args.what](args)

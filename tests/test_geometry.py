@@ -103,3 +103,18 @@ def test_sampled_points_lie_on_surface():
     assert pts.shape == (500, 3) and pts.dtype == np.float32
     assert np.allclose(np.linalg.norm(pts, axis=1), 0.5, atol=0.01)
     assert np.array_equal(pts, G.sample_surface(mesh, 500, seed=1))
+
+
+def test_drop_small_parts_clears_floaters_only():
+    c = G.voxel_centers(32)
+    big = np.linalg.norm(c - [-0.3, 0, 0], axis=-1) < 0.5               # ~2100 voxels
+    mid = np.linalg.norm(c - [0.6, 0.5, 0.5], axis=-1) < 0.25          # ~270 voxels, separate
+    tiny = np.abs(c - [0.7, -0.7, -0.7]).max(-1) < 0.07                 # 8 voxels, separate
+    field = np.where(big | mid | tiny, 0.9, 0.1).astype(np.float32)
+    kept = G.drop_small_parts(field, 0.5, 0.02)
+    assert np.array_equal(kept > 0.5, big | mid)                        # only the 8-voxel blob goes
+    assert np.array_equal(G.drop_small_parts(field, 0.5, 0.2) > 0.5, big)
+    assert np.array_equal(G.drop_small_parts(field, 0.5, 0.0), field)  # 0 disables
+    assert np.array_equal(field > 0.5, big | mid | tiny)               # input untouched
+    mesh = G.mesh_from_field(kept, 0.5)
+    assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 2

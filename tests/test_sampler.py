@@ -82,6 +82,8 @@ def test_bad_options_are_rejected_with_valid_choices(nets):
         SamplingOptions(num_steps=0).check()
     with pytest.raises(ValueError, match="temperature"):
         SamplingOptions(temperature=(0.0, 0.5)).check()
+    with pytest.raises(ValueError, match="min_part"):
+        SamplingOptions(min_part=1.5).check()
 
 
 def test_sample_drains_to_final_tokens(nets):

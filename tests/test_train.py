@@ -54,3 +54,26 @@ def test_ddp_two_processes_keep_replicas_identical(workdir):
     assert "replicas identical across 2 ranks" in out
     cfg = read_config(d / "model")
     assert cfg["steps"] == 4 and cfg["hardware"].startswith("2 x")
+
+
+def test_decoder_run_keeps_every_token(workdir):
+    """``train decoder`` swaps in a larger decoder but leaves the encoder and codes as they were."""
+    import numpy as np
+
+    from smart3d.tokenizer import Tokenizer, TokenizerConfig
+    from smart3d.weights import load_pretrained
+
+    d, common = workdir
+    _run(["train", "decoder", "--preset", "fine16", "--steps", "3", "--tokenizer", str(d / "tokenizer"),
+          "--checkpoint", str(d / "dec.pt"), "--out", str(d / "tokenizer_dec"), *common], d)
+    old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
+    new = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer_dec")
+    assert new.config.fine_width == 32 and old.config.fine_width == 0
+    assert new.config.codebook_size == old.config.codebook_size == 64
+    pts = [np.random.default_rng(s).uniform(-0.8, 0.8, (2000, 3)).astype(np.float32) for s in range(3)]
+    tokens = old.encode_points(pts)
+    assert torch.equal(tokens, new.encode_points(pts))
+    with torch.no_grad():
+        assert new.decode(tokens).shape == (3, 32, 32, 32)
+        assert not torch.allclose(new.decode(tokens), old.decode(tokens))
+    assert read_config(d / "tokenizer_dec")["encoder_from"]["steps"] == 6
