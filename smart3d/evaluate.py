@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (generation, completion)")
     p.add_argument("--steps", type=int, default=25, help="decoding steps")
     p.add_argument("--batch-size", type=int, default=25, help="shapes decoded together")
+    p.add_argument("--split", default="test", choices=["val", "test"],
+                   help="generation: the reference split (tune sampling settings on val, report on test)")
+    p.add_argument("--guidance", type=float, default=None, help="generation, completion: final guidance scale "
+                   "(default: SamplingOptions.cfg_scale)")
+    p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
+                   help="generation, completion: token temperature (default: SamplingOptions.temperature)")
     p.add_argument("--min-part", type=float, default=None, help="generation, completion: drop solid parts under "
                    "this fraction of the largest (0: keep all; default: SamplingOptions.min_part)")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
@@ -209,8 +215,14 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
 def _sampling_options(args: argparse.Namespace):
     from .sampler import SamplingOptions
 
-    part = SamplingOptions.min_part if args.min_part is None else args.min_part
-    return SamplingOptions(num_steps=args.steps, min_part=part).check()
+    given = {"min_part": args.min_part, "cfg_scale": args.guidance,
+             "temperature": None if args.temperature is None else tuple(args.temperature)}
+    return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
+
+
+def _options_record(args: argparse.Namespace) -> dict:
+    o = _sampling_options(args)
+    return {"cfg_scale": o.cfg_scale, "temperature": list(o.temperature), "top_k": o.top_k, "min_part": o.min_part}
 
 
 def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
@@ -233,7 +245,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     t0 = time.time()
     pipe = load_pipeline(_weights_dir(args), args.device)
     clf = load_pretrained(ShapeClassifier, ClassifierConfig, f"{_weights_dir(args)}/classifier")
-    test = load_split("test", args.classes, args.num_per_class, args.cache)
+    test = load_split(args.split, args.classes, args.num_per_class, args.cache)
     stats = _stats(args, args.classes)
     per_class, rows = {}, []
     for c in args.classes:
@@ -262,11 +274,11 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     mean = {k: float(np.mean([v[k] for v in per_class.values() if k in v])) for k in _GEN_COLUMNS if
             any(k in v for v in per_class.values())}
     rows.append(["mean"] + [mean.get(k, float("nan")) for k in _GEN_COLUMNS])
-    _print_table(f"generation: {args.num} samples per class vs the test split", ["class"] + list(_GEN_COLUMNS), rows)
+    _print_table(f"generation: {args.num} samples per class vs the {args.split} split",
+                 ["class"] + list(_GEN_COLUMNS), rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "min_part": _sampling_options(args).min_part, "seed": args.seed,
-            "per_class": per_class, "mean": mean,
-            "seconds": time.time() - t0}
+            "steps": args.steps, "options": _options_record(args), "reference_split": args.split,
+            "seed": args.seed, "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 
 
 _GEN_COLUMNS = ("1-NNA-CD %", "COV-CD %", "MMD-CD x1e3", "1-NNA-EMD %", "COV-EMD %", "MMD-EMD x1e2",
@@ -326,7 +338,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     _print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
                  ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "min_part": _sampling_options(args).min_part, "seed": args.seed,
+            "steps": args.steps, "options": _options_record(args), "seed": args.seed,
             "per_class": per_class, "mean": mean,
             "seconds": time.time() - t0}
 

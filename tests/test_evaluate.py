@@ -54,3 +54,15 @@ def test_generation_reports_metrics_and_draws_sheets(setup):
         assert 0 <= m["1-NNA-CD %"] <= 100 and 0 <= m["class accuracy %"] <= 100
         assert Image.open(root / "sheets" / f"{c}.png").size == (2 * 160, 24 + 160)
     assert set(r["mean"]) >= {"1-NNA-CD %", "COV-CD %", "class accuracy %"}
+
+
+def test_generation_settings_and_reference_split_are_recorded(setup):
+    root, weights = setup
+    r = _evaluate(root, weights, "--task", "generation", "--steps", "2", "--split", "val", "--guidance", "1.5",
+                  "--temperature", "1.0", "0.6", "--min-part", "0.1")
+    assert r["reference_split"] == "val" and r["per_class"]["mug"]["num_reference"] == 2
+    assert r["options"] == {"cfg_scale": 1.5, "temperature": [1.0, 0.6], "top_k": 10, "min_part": 0.1}
+    bad = subprocess.run([sys.executable, "-m", "smart3d", "evaluate", "--task", "generation", "--min-part", "2",
+                          *TINY, "--cache", str(root / "cache"), "--weights", str(weights)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "min_part must be between 0 and 1" in bad.stderr
