@@ -220,8 +220,8 @@ def _sampling_options(args: argparse.Namespace):
     return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
 
 
-def _options_record(args: argparse.Namespace) -> dict:
-    o = _sampling_options(args)
+def _options_record(o) -> dict:
+    """The sampling settings a result was made with, as plain JSON."""
     return {"cfg_scale": o.cfg_scale, "temperature": list(o.temperature), "top_k": o.top_k, "min_part": o.min_part}
 
 
@@ -243,6 +243,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     from .weights import load_pretrained, read_config
 
     t0 = time.time()
+    options = _sampling_options(args)
     pipe = load_pipeline(_weights_dir(args), args.device)
     clf = load_pretrained(ShapeClassifier, ClassifierConfig, f"{_weights_dir(args)}/classifier")
     test = load_split(args.split, args.classes, args.num_per_class, args.cache)
@@ -252,8 +253,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
         label = CLASSES.index(c)
         sel = np.flatnonzero(test.labels == label)[: args.num]
         t1 = time.time()
-        gen_pts, meshes = _generated(pipe, c, args.num, args.seed + 1000 * label, _sampling_options(args),
-                                     args.batch_size)
+        gen_pts, meshes = _generated(pipe, c, args.num, args.seed + 1000 * label, options, args.batch_size)
         gen_seconds = time.time() - t1
         if args.sheets:
             from .render import save_mesh_sheet
@@ -277,7 +277,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     _print_table(f"generation: {args.num} samples per class vs the {args.split} split",
                  ["class"] + list(_GEN_COLUMNS), rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "options": _options_record(args), "reference_split": args.split,
+            "steps": args.steps, "options": _options_record(options), "reference_split": args.split,
             "seed": args.seed, "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 
 
@@ -293,6 +293,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     from .weights import read_config
 
     t0 = time.time()
+    options = _sampling_options(args)
     pipe = load_pipeline(_weights_dir(args), args.device)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
@@ -317,7 +318,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             tokens = pipe.tokenizer.encode_points(test.dense[k].astype(np.float32))[0].cpu()
             visible = plane_visible(n[None], torch.zeros(1), pipe.layout, whole=True)[0]
             done = pipe.complete_tokens(tokens, visible, c, seed=args.seed + int(k),
-                                        options=_sampling_options(args))[0].points
+                                        options=options)[0].points
             # retrieval: the training shape whose surface best explains the partial points
             pp = torch.from_numpy(partial)[None].expand(len(pool), -1, -1)
             one_sided = torch.cdist(pp, pool).min(-1).values.pow(2).mean(-1)
@@ -338,7 +339,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     _print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
                  ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "options": _options_record(args), "seed": args.seed,
+            "steps": args.steps, "options": _options_record(options), "seed": args.seed,
             "per_class": per_class, "mean": mean,
             "seconds": time.time() - t0}
 

@@ -195,7 +195,7 @@ class FieldDecoder(nn.Module):
         self.lo = nn.Sequential(*[ResBlock3d(2 * w) for _ in range(2 * c.blocks)])
         self.up = nn.ConvTranspose3d(2 * w, w, 2, stride=2)
         self.out = nn.Sequential(ResBlock3d(w), nn.GroupNorm(min(8, w), w), nn.SiLU())
-        f = c.fine_width
+        self.fine_width = f = c.fine_width
         if f:                                                      # token -> 2^3 cells of 16^3 -> 2^3 voxels each
             self.shuffle = nn.Linear(w, 8 * f)
             self.mid = nn.Sequential(ResBlock3d(f), nn.GroupNorm(min(8, f), f), nn.SiLU())
@@ -212,9 +212,8 @@ class FieldDecoder(nn.Module):
         h = self.hi(self.inp(x))
         h = self.out(h + self.up(self.lo(self.down(h))))            # (B, w, 8, 8, 8)
         t = self.shuffle(h.flatten(2).transpose(1, 2))              # (B, 512, 64) or (B, 512, 8 f)
-        if hasattr(self, "mid"):
-            f = t.shape[-1] // 8
-            t = G.unpatchify(t.view(B, L, f, 8).transpose(1, 2), 2)  # (B, f, 16, 16, 16)
+        if self.fine_width:
+            t = G.unpatchify(t.view(B, L, self.fine_width, 8).transpose(1, 2), 2)   # (B, f, 16, 16, 16)
             t = self.voxels(self.mid(t).flatten(2).transpose(1, 2))  # (B, 4096, 8)
             grid = G.unpatchify(t, 2)                               # (B, 32, 32, 32)
         else:

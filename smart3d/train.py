@@ -199,6 +199,24 @@ def tokenizer_metrics(model, dense: np.ndarray, occupancy: np.ndarray, device, b
     return out
 
 
+def save_tokenizer(model, args: argparse.Namespace, val, device, world: int, step: int, t0: float, t_used: float,
+                   log: list, title: str, command_keys: list[str], **metadata) -> None:
+    """End of a tokenizer (or decoder) run: validation figures, then weights + JSON at ``--out``.
+
+    ``train_seconds`` counts this run's wall time since ``t0`` (validation included) plus
+    ``t_used`` from the runs it resumed.
+    """
+    m = tokenizer_metrics(model, val.dense, val.occupancy, device)
+    seconds = t_used + time.time() - t0
+    summary = {k: v for k, v in m.items() if k != "ious"}
+    print(f"{title} (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
+    out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
+    save_pretrained(model, model.config, out_path, preset=args.preset, command=_command_line(args, command_keys),
+                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
+                    recon_curve=log[-200:], **metadata)
+    print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
+
+
 def scan_densities(num: int, dense: int, generator: torch.Generator, low: int = 4096) -> list[int]:
     """Point counts for the tokenizer's inputs: half the shapes dense, half log-uniform in [low, dense].
 
@@ -255,16 +273,8 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     check_replicas(model)
     if rank != 0:
         return
-    m = tokenizer_metrics(model, val.dense, val.occupancy, device)
-    seconds = t_used + time.time() - t0
-    summary = {k: v for k, v in m.items() if k != "ious"}
-    print("tokenizer (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
-    out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
-    save_pretrained(model, config, out_path, preset=args.preset,
-                    command=_command_line(args, ["preset", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"]),
-                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
-                    recon_curve=log[-200:])
-    print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
+    save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer",
+                   ["preset", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,8 +316,9 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     ckpt_path = Path(args.checkpoint or f"checkpoints/decoder_{args.preset}.pt")
     g = torch.Generator().manual_seed(args.seed)
     step, t_used = resume(ckpt_path, {"decoder": model.decoder}, opt, g, rank)
-    tokens, _ = encode_split(model, "train", args.classes, args.num_per_class, args.cache, device)
-    sdf = torch.from_numpy(load_split("train", args.classes, args.num_per_class, args.cache).sdf)
+    train = load_split("train", args.classes, args.num_per_class, args.cache)
+    tokens = encode_dense(model, train.dense)
+    sdf = torch.from_numpy(train.sdf)
     n = len(sdf)
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
@@ -336,18 +347,10 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     val = load_split("val", args.classes, args.num_per_class, args.cache)
-    m = tokenizer_metrics(model, val.dense, val.occupancy, device)
-    seconds = t_used + time.time() - t0
-    summary = {k: v for k, v in m.items() if k != "ious"}
-    print("tokenizer with the new decoder (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
-    out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
     before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
-    save_pretrained(model, config, out_path, preset=args.preset,
-                    command=_command_line(args, ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr",
-                                                 "minutes", "seed"]),
-                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
-                    recon_curve=log[-200:], encoder_from=before, decoder_config=asdict(config))
-    print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
+    save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer with the new decoder",
+                   ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"],
+                   encoder_from=before, decoder_config=asdict(config))
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,12 +364,16 @@ def encode_split(tokenizer, split: str, classes, num_per_class: int, cache: str,
     from .dataset import load_split
 
     data = load_split(split, classes, num_per_class, cache)
+    return encode_dense(tokenizer, data.dense, mirror), torch.from_numpy(data.labels).repeat(2 if mirror else 1)
+
+
+@torch.no_grad()
+def encode_dense(tokenizer, dense: np.ndarray, mirror: bool = True) -> torch.Tensor:
+    """Token sequences of dense clouds (K, N, 3), then (if ``mirror``) of their x-mirrors: (K or 2K, L)."""
     signs = [1.0, -1.0] if mirror else [1.0]
-    tokens = torch.cat([torch.cat([tokenizer.encode_points(torch.from_numpy(data.dense[i:i + 64].astype(np.float32))
-                                                           * torch.tensor([sx, 1.0, 1.0])).cpu()
-                                   for i in range(0, len(data.dense), 64)]) for sx in signs])
-    labels = torch.from_numpy(data.labels).repeat(len(signs))
-    return tokens, labels
+    return torch.cat([torch.cat([tokenizer.encode_points(torch.from_numpy(dense[i:i + 64].astype(np.float32))
+                                                         * torch.tensor([sx, 1.0, 1.0])).cpu()
+                                 for i in range(0, len(dense), 64)]) for sx in signs])
 
 
 def masked_token_loss(forward, slices: list[slice], tokens: torch.Tensor, mask: torch.Tensor,
