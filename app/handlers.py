@@ -33,7 +33,7 @@ from smart3d.sampler import SamplingOptions, Step, empty_tokens
 
 from .downloads import SessionFiles, write_downloads
 from .inputs import check_image, load_scan, make_scan, write_scan
-from .settings import check_color_mode, options_from_ui, options_metadata, resolve_seed
+from .settings import check_color_mode, options_from_ui, resolve_seed
 from .viewers import scan_preview, step_payload, to_json
 
 log = logging.getLogger("smart3d.app")
@@ -149,7 +149,7 @@ class Handlers:
             gr.Warning("The decoded shape is empty (every token is empty space), so there is no mesh to download. "
                        "Try another seed or a higher guidance.")
         else:
-            metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options_metadata(options),
+            metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options.record(),
                         "scan": scan, "generator": "smart3d app"}
             stem = f"{class_name or 'shape'}{'_completed' if kind == 'complete' else ''}_{seed}"
             run.files = write_downloads(result, self.files.new_run(session), stem, metadata)

@@ -83,10 +83,3 @@ def resolve_seed(seed, randomize: bool) -> int:
 
 def check_color_mode(color_by) -> str:
     return _choice("colouring", color_by, COLOR_MODES)
-
-
-def options_metadata(options: SamplingOptions) -> dict:
-    """The settings as plain JSON (written into the GLB and shown with the result)."""
-    return {"num_steps": options.num_steps, "schedule": options.schedule, "policy": options.policy,
-            "top_k": options.top_k, "temperature": list(options.temperature), "cfg_scale": options.cfg_scale,
-            "choice_noise": options.choice_noise, "min_part": options.min_part}

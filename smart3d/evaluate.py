@@ -117,16 +117,17 @@ def evaluate_benchmark(args: argparse.Namespace) -> dict:
             "seconds": time.time() - t0}
 
 
-def _stats(args, classes) -> dict:
+def class_stats(classes, num_per_class: int, cache: str) -> dict:
     """PointFlow global-normalisation statistics per class, from its training split."""
     from .dataset import load_split
     from .io import global_normalization_stats
 
-    train = load_split("train", classes, args.num_per_class, args.cache)
+    train = load_split("train", classes, num_per_class, cache)
     return {c: global_normalization_stats(train.points[train.labels == CLASSES.index(c)]) for c in classes}
 
 
-def _norm(points: np.ndarray, stats: dict) -> torch.Tensor:
+def normalized(points: np.ndarray, stats: dict) -> torch.Tensor:
+    """Points (..., 3) in the metrics' frame: globally normalised with a class's ``stats``."""
     from .io import normalize_global
 
     return torch.from_numpy(np.ascontiguousarray(normalize_global(points, stats), dtype=np.float32))
@@ -163,7 +164,7 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
     path = f"{_weights_dir(args)}/tokenizer"
     tok = load_pretrained(Tokenizer, TokenizerConfig, path, device)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
-    stats = _stats(args, args.classes)
+    stats = class_stats(args.classes, args.num_per_class, args.cache)
     rows, per_class, all_tokens = [], {}, []
     watertight = total = 0
     reloads = []
@@ -187,7 +188,7 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
                 if i == 0 and j == 0:                    # the first shape of each class: export and reload
                     reloads.append(_reloads_watertight(mesh))
                 rec = sample_surface(mesh, 2048, seed=int(k))
-                cds.append(float(chamfer_distance(_norm(rec, stats[c])[None], _norm(test.points[k], stats[c])[None])[0]))
+                cds.append(float(chamfer_distance(normalized(rec, stats[c])[None], normalized(test.points[k], stats[c])[None])[0]))
         m_iou, m_cd = float(torch.cat(ious).mean()), 1e3 * float(np.mean(cds))
         m_sparse = float(torch.cat(sparse_ious).mean())
         per_class[c] = {"iou": m_iou, "min_iou": float(torch.cat(ious).min()), f"iou_{SPARSE_POINTS}_points": m_sparse,
@@ -220,11 +221,6 @@ def _sampling_options(args: argparse.Namespace):
     return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
 
 
-def _options_record(o) -> dict:
-    """The sampling settings a result was made with, as plain JSON."""
-    return {"cfg_scale": o.cfg_scale, "temperature": list(o.temperature), "top_k": o.top_k, "min_part": o.min_part}
-
-
 def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
     """Points (num, 2048, 3) and meshes of ``num`` generated shapes."""
     pts, meshes = [], []
@@ -235,10 +231,22 @@ def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
     return np.stack(pts), meshes
 
 
-def evaluate_generation(args: argparse.Namespace) -> dict:
-    from .classifier import ClassifierConfig, ShapeClassifier, classify
-    from .dataset import load_split
+def generation_figures(points: np.ndarray, ref: np.ndarray, stats: dict, clf, label: int, emd: bool = False) -> dict:
+    """Points (K, 2048, 3) of one class against reference points: MMD / COV / 1-NNA (report units),
+    the classifier's accuracy on ``points`` and the Frechet distance of its features."""
+    from .classifier import classify
     from .metrics import compute_all_metrics, frechet_distance, to_report_units
+
+    m = to_report_units(compute_all_metrics(normalized(points, stats), normalized(ref, stats), emd=emd))
+    pred, feats = classify(clf, points)
+    _, ref_feats = classify(clf, ref)
+    m.update({"class accuracy %": 100 * float((pred == label).mean()), "FD": frechet_distance(feats, ref_feats)})
+    return m
+
+
+def evaluate_generation(args: argparse.Namespace) -> dict:
+    from .classifier import ClassifierConfig, ShapeClassifier
+    from .dataset import load_split
     from .pipeline import load_pipeline
     from .weights import load_pretrained, read_config
 
@@ -247,7 +255,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     pipe = load_pipeline(_weights_dir(args), args.device)
     clf = load_pretrained(ShapeClassifier, ClassifierConfig, f"{_weights_dir(args)}/classifier")
     test = load_split(args.split, args.classes, args.num_per_class, args.cache)
-    stats = _stats(args, args.classes)
+    stats = class_stats(args.classes, args.num_per_class, args.cache)
     per_class, rows = {}, []
     for c in args.classes:
         label = CLASSES.index(c)
@@ -262,11 +270,8 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
             save_mesh_sheet(shown, [f"#{k}" for k in range(len(shown))], Path(args.sheets) / f"{c}.png",
                             f"{c}: generated samples (seed {args.seed + 1000 * label}, {args.steps} steps)",
                             columns=min(8, len(shown)))
-        m = to_report_units(compute_all_metrics(_norm(gen_pts, stats[c]), _norm(test.points[sel], stats[c]), emd=args.emd))
-        pred, feats = classify(clf, gen_pts)
-        _, ref_feats = classify(clf, test.points[sel])
-        m.update({"class accuracy %": 100 * float((pred == label).mean()), "FD": frechet_distance(feats, ref_feats),
-                  "num_generated": int(len(gen_pts)), "num_reference": int(len(sel)),
+        m = generation_figures(gen_pts, test.points[sel], stats[c], clf, label, args.emd)
+        m.update({"num_generated": int(len(gen_pts)), "num_reference": int(len(sel)),
                   "seconds per shape": gen_seconds / len(gen_pts)})
         per_class[c] = m
         rows.append([c] + [m.get(k, float("nan")) for k in _GEN_COLUMNS])
@@ -277,7 +282,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     _print_table(f"generation: {args.num} samples per class vs the {args.split} split",
                  ["class"] + list(_GEN_COLUMNS), rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "options": _options_record(options), "reference_split": args.split,
+            "steps": args.steps, "options": options.record(), "reference_split": args.split,
             "seed": args.seed, "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 
 
@@ -297,7 +302,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     pipe = load_pipeline(_weights_dir(args), args.device)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
-    stats = _stats(args, args.classes)
+    stats = class_stats(args.classes, args.num_per_class, args.cache)
     g = torch.Generator().manual_seed(args.seed)
     per_class, rows = {}, []
     for c in args.classes:
@@ -323,9 +328,9 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             pp = torch.from_numpy(partial)[None].expand(len(pool), -1, -1)
             one_sided = torch.cdist(pp, pool).min(-1).values.pow(2).mean(-1)
             nn_shape = pool[one_sided.argmin()].numpy()
-            target = _norm(full, stats[c])[None]
+            target = normalized(full, stats[c])[None]
             for name, pts in (("completion", done), ("partial input", partial_2048), ("NN retrieval", nn_shape)):
-                x = _norm(pts, stats[c])[None]
+                x = normalized(pts, stats[c])[None]
                 res[name][0].append(float(chamfer_distance(x, target)[0]))
                 res[name][1].append(emd_exact(x[0], target[0]))     # exact is fastest on CPU
         per_class[c] = {name: {"CD x1e3": 1e3 * float(np.mean(v[0])), "EMD x1e2": 1e2 * float(np.mean(v[1]))}
@@ -339,7 +344,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     _print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
                  ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "options": _options_record(options), "seed": args.seed,
+            "steps": args.steps, "options": options.record(), "seed": args.seed,
             "per_class": per_class, "mean": mean,
             "seconds": time.time() - t0}
 

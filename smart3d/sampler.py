@@ -69,6 +69,12 @@ class SamplingOptions:
             raise ValueError(f"unknown policy {self.policy!r}; valid policies: {', '.join(POLICIES)}")
         return self
 
+    def record(self) -> dict:
+        """The settings that shape a result, as plain JSON (for result files and GLB metadata)."""
+        out = {k: getattr(self, k) for k in ("num_steps", "schedule", "policy", "top_k", "temperature", "cfg_scale",
+                                             "choice_noise", "occupancy_first", "min_part")}
+        return {**out, "temperature": list(self.temperature)}
+
 
 @dataclass
 class Step:

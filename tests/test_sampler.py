@@ -86,6 +86,17 @@ def test_bad_options_are_rejected_with_valid_choices(nets):
         SamplingOptions(min_part=1.5).check()
 
 
+def test_options_record_names_every_setting_that_shapes_a_result():
+    import dataclasses
+    import json
+
+    opts = SamplingOptions(cfg_scale=1.5, temperature=(1.0, 0.7), min_part=0.02)
+    record = json.loads(json.dumps(opts.record()))
+    shaping = {f.name for f in dataclasses.fields(SamplingOptions)} - {"preview"}   # preview: display only
+    assert set(record) == shaping
+    assert SamplingOptions(**{**record, "temperature": tuple(record["temperature"])}) == opts
+
+
 def test_sample_drains_to_final_tokens(nets):
     model, tok = nets
     g = torch.Generator().manual_seed(3)
