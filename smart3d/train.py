@@ -95,24 +95,24 @@ def load_checkpoint(path: Path) -> dict | None:
 
 
 def resume(path: Path, modules: dict[str, torch.nn.Module], opt, generator: torch.Generator,
-           rank: int) -> tuple[int, float]:
+           rank: int) -> tuple[int, float, list]:
     """Restore ``modules`` (by checkpoint key), optimiser and RNG from ``path`` if it exists.
 
-    Returns (step, training seconds used so far); (0, 0.0) for a fresh run.
+    Returns (step, training seconds used so far, the loss log so far); (0, 0.0, []) for a fresh run.
     """
     if (state := load_checkpoint(path)) is None:
-        return 0, 0.0
+        return 0, 0.0, []
     for key, module in modules.items():
         module.load_state_dict(state[key])
     opt.load_state_dict(state["opt"])
     generator.set_state(state["generator"])
     if rank == 0:
         print(f"resumed {path} at step {state['step']}")
-    return state["step"], state["seconds"]
+    return state["step"], state["seconds"], list(state.get("log", []))
 
 
 def end_of_step(args: argparse.Namespace, rank: int, step: int, path: Path, t0: float, t_used: float,
-                generator: torch.Generator, opt, **modules: torch.nn.Module) -> bool:
+                generator: torch.Generator, opt, log: list, **modules: torch.nn.Module) -> bool:
     """Checkpoint every ``--save-every`` steps, at the last step and when ``--minutes`` ran out.
 
     Returns True when the run should stop for time.
@@ -120,7 +120,7 @@ def end_of_step(args: argparse.Namespace, rank: int, step: int, path: Path, t0: 
     out_of_time = args.minutes is not None and (time.time() - t0) / 60 > args.minutes
     if rank == 0 and (step % args.save_every == 0 or step == args.steps or out_of_time):
         save_checkpoint(path, **{k: m.state_dict() for k, m in modules.items()}, opt=opt.state_dict(), step=step,
-                        generator=generator.get_state(), seconds=t_used + time.time() - t0)
+                        generator=generator.get_state(), seconds=t_used + time.time() - t0, log=log)
     return out_of_time
 
 
@@ -213,7 +213,7 @@ def save_tokenizer(model, args: argparse.Namespace, val, device, world: int, ste
     out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
     save_pretrained(model, model.config, out_path, preset=args.preset, command=_command_line(args, command_keys),
                     train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,
-                    recon_curve=log[-200:], **metadata)
+                    recon_curve=log, **metadata)
     print(f"wrote {out_path}.safetensors / .json after {seconds / 60:.1f} min")
 
 
@@ -242,14 +242,14 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt_path = Path(args.checkpoint or f"checkpoints/tokenizer_{args.preset}.pt")
     g = torch.Generator().manual_seed(args.seed)
-    step, t_used = resume(ckpt_path, {"model": model}, opt, g, rank)
+    step, t_used, log = resume(ckpt_path, {"model": model}, opt, g, rank)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     dense, sdf = train.dense, torch.from_numpy(train.sdf)
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
     bar = tqdm(total=args.steps, initial=step, desc="tokenizer", disable=rank != 0)
-    t0, log = time.time(), []
+    t0 = time.time()
     while step < args.steps:
         b = torch.randint(len(dense), (args.batch_size,), generator=g)[rank * local:(rank + 1) * local]
         pts, d = torch.from_numpy(dense[b.numpy()].astype(np.float32)), sdf[b]
@@ -267,7 +267,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
         if step % 20 == 0:
             bar.set_postfix(recon=f"{out['recon'].item():.4f}", commit=f"{out['commit'].item():.4f}")
             log.append((step, float(out["recon"].item())))
-        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, model=model):
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, log, model=model):
             break
     bar.close()
     check_replicas(model)
@@ -315,7 +315,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(params, lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt_path = Path(args.checkpoint or f"checkpoints/decoder_{args.preset}.pt")
     g = torch.Generator().manual_seed(args.seed)
-    step, t_used = resume(ckpt_path, {"decoder": model.decoder}, opt, g, rank)
+    step, t_used, log = resume(ckpt_path, {"decoder": model.decoder}, opt, g, rank)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
     tokens = encode_dense(model, train.dense)
     sdf = torch.from_numpy(train.sdf)
@@ -324,7 +324,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
     model.eval()                                                  # frozen codebooks: no EMA updates
     bar = tqdm(total=args.steps, initial=step, desc="decoder", disable=rank != 0)
-    t0, log = time.time(), []
+    t0 = time.time()
     while step < args.steps:
         b = torch.randint(len(tokens), (args.batch_size,), generator=g)[rank * local:(rank + 1) * local]
         target = torch.stack([sdf[i - n].flip(0) if i >= n else sdf[i] for i in b.tolist()])   # 2nd half: mirrored
@@ -340,7 +340,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
         if step % 20 == 0:
             bar.set_postfix(recon=f"{loss.item():.4f}")
             log.append((step, float(loss.item())))
-        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, decoder=model.decoder):
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, log, decoder=model.decoder):
             break
     bar.close()
     check_replicas(model.decoder)
@@ -410,7 +410,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.05)
     ckpt_path = Path(args.checkpoint or f"checkpoints/model_{args.preset}_{args.attention}_l{args.levels}.pt")
     g = torch.Generator().manual_seed(args.seed + 1)
-    step, t_used = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
+    step, t_used, log = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
     tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
     full = tokenizer.layout
     if args.levels == 1 and full.num_coarse:                     # fine-only ablation: drop the coarse tokens
@@ -420,7 +420,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
     bar = tqdm(total=args.steps, initial=step, desc=f"model {args.preset}", disable=rank != 0)
-    t0, log = time.time(), []
+    t0 = time.time()
     while step < args.steps:
         b = torch.randint(len(tokens), (args.batch_size,), generator=g)
         mask = training_mask(tokens[b, nc:], empty, model.layout, g)
@@ -444,7 +444,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             log.append((step, float(loss.item())))
-        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, model=model, ema=ema):
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, log, model=model, ema=ema):
             break
     bar.close()
     check_replicas(model)
@@ -456,7 +456,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
                     command=_command_line(args, ["preset", "attention", "levels", "num_per_class", "steps",
                                                  "batch_size", "lr", "warmup", "minutes", "seed"]),
                     train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step,
-                    loss_curve=log[-200:])
+                    loss_curve=log)
     print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
 
 

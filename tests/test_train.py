@@ -46,6 +46,14 @@ def test_tokenizer_run_writes_weights_and_resumes(workdir):
     assert read_config(d / "tokenizer2")["steps"] == 8
 
 
+def test_resumed_run_keeps_the_loss_curve_of_the_runs_before(workdir):
+    d, common = workdir
+    run = ["train", "tokenizer", "--preset", "tiny", "--checkpoint", str(d / "curve.pt"), "--out", str(d / "curve"), *common]
+    _run(run + ["--steps", "20"], d)
+    _run(run + ["--steps", "40"], d)                        # resumes at step 20; the curve logs every 20 steps
+    assert [s for s, _ in read_config(d / "curve")["recon_curve"]] == [20, 40]
+
+
 def test_ddp_two_processes_keep_replicas_identical(workdir):
     d, common = workdir
     out = _run(["train", "model", "--preset", "tiny", "--steps", "4", "--tokenizer", str(d / "tokenizer"),
