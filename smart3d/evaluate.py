@@ -53,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: SamplingOptions.cfg_scale)")
     p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
                    help="generation, completion: token temperature (default: SamplingOptions.temperature)")
+    p.add_argument("--top-k", type=int, default=None, help="generation, completion: sample among the k most likely "
+                   "tokens (0: all; default: SamplingOptions.top_k)")
+    p.add_argument("--policy", default=None, help="generation, completion: commit policy (default: "
+                   "SamplingOptions.policy)")
     p.add_argument("--min-part", type=float, default=None, help="generation, completion: drop solid parts under "
                    "this fraction of the largest (0: keep all; default: SamplingOptions.min_part)")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
@@ -216,7 +220,7 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
 def _sampling_options(args: argparse.Namespace):
     from .sampler import SamplingOptions
 
-    given = {"min_part": args.min_part, "cfg_scale": args.guidance,
+    given = {"min_part": args.min_part, "cfg_scale": args.guidance, "top_k": args.top_k, "policy": args.policy,
              "temperature": None if args.temperature is None else tuple(args.temperature)}
     return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
 
