@@ -46,6 +46,7 @@ class TokenizerConfig:
     width: int = 32                   # decoder channels at 8^3 (doubled at 4^3)
     blocks: int = 2                   # residual blocks at each decoder scale
     fine_width: int = 0               # > 0: decode through a 16^3 stage of this many channels (0: 8^3 -> 32^3 directly)
+    voxel_width: int = 0              # > 0 (with fine_width): a residual 32^3 refinement stage of this many channels
     coarse_pool: int = 2              # coarse input: 8^3 block max-pooled by this -> 4^3 bits
     levels: int = 2                   # 2 = coarse + fine, 1 = fine only (ablation)
     ema_decay: float = 0.99           # codebook EMA
@@ -55,6 +56,7 @@ class TokenizerConfig:
 PRESETS = {"base": TokenizerConfig(),
            "codes2048": TokenizerConfig(codebook_size=2048),      # finer sub-voxel detail per patch token
            "fine16": TokenizerConfig(fine_width=32),              # decoder with a 16^3 stage (``train decoder``)
+           "fine32": TokenizerConfig(fine_width=32, voxel_width=8),  # ... and a 32^3 refinement (``train decoder``)
            "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}
 
 COARSE_LATTICE = G.LATTICE // 2       # 4: coarse tokens per side
@@ -200,6 +202,12 @@ class FieldDecoder(nn.Module):
             self.shuffle = nn.Linear(w, 8 * f)
             self.mid = nn.Sequential(ResBlock3d(f), nn.GroupNorm(min(8, f), f), nn.SiLU())
             self.voxels = nn.Linear(f, 8)
+            self.voxel_width = v = c.voxel_width
+            if v:                                                  # per-voxel features, refined with 32^3 context
+                self.refine_in = nn.Linear(f, 8 * v)
+                self.refine = nn.Sequential(ResBlock3d(v), nn.GroupNorm(min(8, v), v), nn.SiLU(), nn.Conv3d(v, 1, 1))
+                nn.init.zeros_(self.refine[-1].weight)             # starts as the decoder without it
+                nn.init.zeros_(self.refine[-1].bias)
         else:
             self.shuffle = nn.Linear(w, G.PATCH**3)                # each token emits its 4^3 voxels
         self.smooth = nn.Conv3d(1, 1, 3, padding=1)                # (wider convs at 32^3 are slow on CPU)
@@ -214,8 +222,11 @@ class FieldDecoder(nn.Module):
         t = self.shuffle(h.flatten(2).transpose(1, 2))              # (B, 512, 64) or (B, 512, 8 f)
         if self.fine_width:
             t = G.unpatchify(t.view(B, L, self.fine_width, 8).transpose(1, 2), 2)   # (B, f, 16, 16, 16)
-            t = self.voxels(self.mid(t).flatten(2).transpose(1, 2))  # (B, 4096, 8)
-            grid = G.unpatchify(t, 2)                               # (B, 32, 32, 32)
+            t = self.mid(t).flatten(2).transpose(1, 2)              # (B, 4096, f)
+            grid = G.unpatchify(self.voxels(t), 2)                  # (B, 32, 32, 32)
+            if self.voxel_width:
+                r = self.refine_in(t).view(B, -1, self.voxel_width, 8).transpose(1, 2)   # (B, v, 4096, 8)
+                grid = grid + self.refine(G.unpatchify(r, 2)).squeeze(1)     # (B, v, 32, 32, 32) -> residual
         else:
             grid = G.unpatchify(t)                                  # (B, 32, 32, 32)
         return self.smooth(grid.unsqueeze(1)).squeeze(1)

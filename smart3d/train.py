@@ -281,7 +281,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
 # Decoder on frozen tokens
 # --------------------------------------------------------------------------------------------
 
-DECODER_FIELDS = ("width", "blocks", "fine_width")
+DECODER_FIELDS = ("width", "blocks", "fine_width", "voxel_width")
 
 
 def train_decoder_cmd(args: argparse.Namespace) -> None:

@@ -95,6 +95,31 @@ def test_encode_decode_shapes(tiny):
     assert probs.shape == (2, 16, 16, 16) and probs.min() >= 0 and probs.max() <= 1
 
 
+def test_voxel_refinement_starts_as_the_decoder_without_it_then_learns():
+    """``voxel_width`` adds a 32^3 stage whose output starts at zero: warm starts keep their fields."""
+    from dataclasses import replace
+
+    from smart3d.tokenizer import FieldDecoder
+
+    torch.manual_seed(0)
+    small = replace(PRESETS["tiny"], fine_width=8)
+    base, refined = FieldDecoder(small), FieldDecoder(replace(small, voxel_width=4))
+    state = refined.state_dict()
+    state.update(base.state_dict())
+    refined.load_state_dict(state)
+    codes = torch.randn(2, 512, small.code_dim)
+    with torch.no_grad():
+        assert torch.equal(base(codes), refined(codes))
+    opt = torch.optim.SGD(refined.refine.parameters(), lr=0.1)
+    for _ in range(2):                                    # the zero layer gets gradient, then the rest
+        opt.zero_grad()
+        refined(codes).square().mean().backward()
+        opt.step()
+    with torch.no_grad():
+        assert not torch.equal(base(codes), refined(codes))
+    assert refined.refine[0].net[2].weight.grad.abs().sum() > 0
+
+
 def test_soft_occupancy_thresholds_at_the_surface():
     sdf = torch.linspace(-0.2, 0.2, 101)
     t = soft_occupancy(sdf)
