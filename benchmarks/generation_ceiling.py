@@ -10,8 +10,9 @@ reconstruction error. This script scores, with the same metrics, code and normal
 - ``real val``: the first ``--num`` validation shapes themselves (same distribution as the
   reference: the metrics' floor at this sample size, 1-NNA near 50%);
 - ``tokenized val``: the same shapes encoded to tokens and decoded by the shipped tokenizer
-  (what the transformer could at best reach with these tokens);
-- ``generated``: the figures in ``benchmarks/results/generation.json`` if it covers the class.
+  (what the transformer could at best reach with these tokens).
+
+Compare with the model's samples in ``benchmarks/results/generation.json`` (same reference).
 
 Prints a table and writes JSON (default ``benchmarks/results/generation_ceiling.json``).
 """
@@ -56,7 +57,6 @@ def main() -> None:
     p.add_argument("--num", type=int, default=100)
     p.add_argument("--num-per-class", type=int, default=1000)
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
-    p.add_argument("--generation", default=str(ROOT / "benchmarks/results/generation.json"))
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/generation_ceiling.json"))
     args = p.parse_args()
 
@@ -66,7 +66,6 @@ def main() -> None:
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     stats = class_stats(args.classes, args.num_per_class, args.cache)
-    generated = json.loads(Path(args.generation).read_text())["per_class"] if Path(args.generation).exists() else {}
     per_class, rows = {}, []
     for c in args.classes:
         label = CLASSES.index(c)
@@ -74,8 +73,6 @@ def main() -> None:
         sel = np.flatnonzero(val.labels == label)[: args.num]
         per_class[c] = {"real val": generation_figures(val.points[sel], ref, stats[c], clf, label),
                         "tokenized val": generation_figures(tokenized(pipe, val.dense[sel], seed=0), ref, stats[c], clf, label)}
-        if c in generated:
-            per_class[c]["generated"] = {k: generated[c][k] for k in COLUMNS}
         for source, m in per_class[c].items():
             rows.append([c, source] + [m[k] for k in COLUMNS])
         print(f"  {c}: done ({time.time() - t0:.0f} s)", flush=True)
