@@ -34,9 +34,8 @@ def _options(args: argparse.Namespace):
     from .sampler import SamplingOptions
 
     return SamplingOptions(num_steps=args.steps, schedule=args.schedule, policy=args.policy, top_k=args.top_k,
-                           temperature=(args.temperature_start, args.temperature_end),
-                           cfg_scale=args.guidance,
-                           min_part=SamplingOptions.min_part if args.min_part is None else args.min_part).check()
+                           temperature=(args.temperature_start, args.temperature_end), cfg_scale=args.guidance,
+                           min_part=args.min_part).check()
 
 
 def _write_results(results, out: Path, stem: str, settings: dict) -> list[str]:
@@ -153,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_data)
 
+    from .masking import SCHEDULES
+    from .sampler import POLICIES, SamplingOptions
+
+    D = SamplingOptions()                                        # the CLI's defaults are the library's
     for cmd, fn, hlp in (("generate", cmd_generate, "generate shapes of a class"),
                          ("complete", cmd_complete, "complete a partial scan")):
         s = sub.add_parser(cmd, help=hlp)
@@ -166,16 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--class", dest="class_name", default=None, help="class hint (default: none)")
         s.add_argument("--num", type=int, default=4 if cmd == "generate" else 1, help="number of shapes")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--steps", type=int, default=25, help="decoding steps")
-        s.add_argument("--schedule", default="cosine", help="cosine, linear, square or sqrt")
-        s.add_argument("--policy", default="spatial", help="spatial, confidence, random or raster")
-        s.add_argument("--top-k", type=int, default=10)
-        s.add_argument("--temperature-start", type=float, default=0.8)
-        s.add_argument("--temperature-end", type=float, default=0.5)
-        s.add_argument("--guidance", type=float, default=3.0, help="final classifier-free guidance scale")
-        s.add_argument("--min-part", type=float, default=None,
-                       help="drop solid parts smaller than this fraction of the largest (0: keep all; "
-                            "default: SamplingOptions.min_part)")
+        s.add_argument("--steps", type=int, default=D.num_steps, help="decoding steps")
+        s.add_argument("--schedule", default=D.schedule, help=", ".join(SCHEDULES))
+        s.add_argument("--policy", default=D.policy, help=", ".join(POLICIES))
+        s.add_argument("--top-k", type=int, default=D.top_k, help="sample among the k most likely codes (0: all)")
+        s.add_argument("--temperature-start", type=float, default=D.temperature[0])
+        s.add_argument("--temperature-end", type=float, default=D.temperature[1])
+        s.add_argument("--guidance", type=float, default=D.cfg_scale, help="final classifier-free guidance scale")
+        s.add_argument("--min-part", type=float, default=D.min_part,
+                       help="drop solid parts smaller than this fraction of the largest (0: keep all)")
         s.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder")
         s.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
         s.add_argument("--out", required=True, help="output folder")
