@@ -35,7 +35,7 @@ class Limits:
 
 
 LIMITS = Limits()
-DEFAULTS = SamplingOptions(preview=False)        # 25 steps, cosine, spatial, top-k 10, T 0.8 -> 0.5, CFG 3
+DEFAULTS = SamplingOptions(preview=False)        # 25 steps, cosine, spatial, all codes, T 0.8 -> 0.5, CFG 5
 
 
 def _number(name: str, value, lo: float, hi: float, integer: bool) -> float | int:
