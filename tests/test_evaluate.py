@@ -59,8 +59,10 @@ def test_generation_reports_metrics_and_draws_sheets(setup):
 def test_generation_settings_and_reference_split_are_recorded(setup):
     root, weights = setup
     r = _evaluate(root, weights, "--task", "generation", "--steps", "2", "--split", "val", "--guidance", "1.5",
-                  "--temperature", "1.0", "0.6", "--min-part", "0.1", "--top-k", "5", "--policy", "confidence")
+                  "--temperature", "1.0", "0.6", "--min-part", "0.1", "--top-k", "5", "--policy", "confidence",
+                  "--emd", "--emd-points", "64")
     assert r["reference_split"] == "val" and r["per_class"]["mug"]["num_reference"] == 2
+    assert r["emd_points"] == 64 and 0 <= r["per_class"]["mug"]["1-NNA-EMD %"] <= 100
     assert {k: r["options"][k] for k in ("num_steps", "cfg_scale", "temperature", "top_k", "policy", "min_part")} == \
         {"num_steps": 2, "cfg_scale": 1.5, "temperature": [1.0, 0.6], "top_k": 5, "policy": "confidence", "min_part": 0.1}
     bad = subprocess.run([sys.executable, "-m", "smart3d", "evaluate", "--task", "generation", "--min-part", "2",

@@ -231,3 +231,15 @@ def test_compute_all_metrics_and_report_units():
     assert rep["COV-CD %"] == pytest.approx(100 * m["COV-CD"])
     assert set(compute_all_metrics(s, r, emd=False)) == {"MMD-CD", "COV-CD", "1-NNA-CD"}
     assert all(math.isfinite(v) for v in rep.values())
+
+
+def test_emd_on_a_point_subset_is_emd_of_those_points():
+    s, r = clouds(3, 64, seed=40), clouds(4, 64, seed=41)
+    m = compute_all_metrics(s, r, emd=True, emd_method="exact", emd_points=16)
+    keep = torch.randperm(64, generator=torch.Generator().manual_seed(0))[:16]
+    ss, rr = torch.as_tensor(s)[:, keep], torch.as_tensor(r)[:, keep]
+    d_sr = emd_matrix(ss, rr, method="exact")
+    assert m["MMD-EMD"] == pytest.approx(mmd_cov(d_sr)["mmd"])
+    assert m["1-NNA-EMD"] == pytest.approx(one_nna(emd_matrix(ss, method="exact"), emd_matrix(rr, method="exact"), d_sr))
+    assert m["MMD-CD"] == pytest.approx(compute_all_metrics(s, r, emd=False)["MMD-CD"])    # CD keeps every point
+
