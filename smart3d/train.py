@@ -274,7 +274,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer",
-                   ["preset", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"])
+                   ["preset", "num_per_class", "steps", "batch_size", "lr", "warmup", "minutes", "seed"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer with the new decoder",
-                   ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "minutes", "seed"],
+                   ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "warmup", "minutes", "seed"],
                    encoder_from=before, decoder_config=asdict(config))
 
 
