@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from smart3d import geometry as G  # noqa: E402
 from smart3d.dataset import load_split  # noqa: E402
 from smart3d.shapes import CLASSES  # noqa: E402
-from smart3d.tokenizer import Tokenizer, TokenizerConfig, soft_occupancy  # noqa: E402
+from smart3d.tokenizer import Tokenizer, TokenizerConfig, iou, soft_occupancy  # noqa: E402
 from smart3d.weights import WEIGHTS_DIR, load_pretrained  # noqa: E402
 
 BANDS = (0.1, 0.25, 0.5, 1.0)        # distances to the surface, in voxels
@@ -50,16 +50,14 @@ def margin_stats(sdf: np.ndarray) -> dict:
 def error_stats(tokenizer, dense: np.ndarray, sdf: np.ndarray, batch: int = 25) -> dict:
     """Where reconstructions of dense clouds (K, N, 3) disagree with ``sdf < 0``, by distance band."""
     d = torch.from_numpy(sdf) / (2.0 / G.GRID)
-    pred = torch.cat([tokenizer.decode(tokenizer.encode_points(torch.from_numpy(dense[i:i + batch].astype(np.float32))))
-                      .cpu() > 0 for i in range(0, len(dense), batch)])
+    logits = torch.cat([tokenizer.decode(tokenizer.encode_points(torch.from_numpy(dense[i:i + batch].astype(np.float32))))
+                        .cpu() for i in range(0, len(dense), batch)])
     inside = d < 0
-    wrong = pred != inside
-    near = d.abs() < 0.25
-    iou = ((pred & inside).flatten(1).sum(1) / (pred | inside).flatten(1).sum(1)).mean()
-    fixed = torch.where(near, inside, pred)
-    iou_fixed = ((fixed & inside).flatten(1).sum(1) / (fixed | inside).flatten(1).sum(1)).mean()
+    wrong = (logits > 0) != inside
+    fixed = torch.where(d.abs() < 0.25, inside.float() * 2 - 1, logits)      # the voxels near the surface made right
     out = {f"errors within {b} voxel %": float(100 * (wrong & (d.abs() < b)).sum() / wrong.sum()) for b in BANDS}
-    return {**out, "iou": float(iou), "iou if right within 0.25 voxel": float(iou_fixed)}
+    return {**out, "iou": float(iou(logits, inside).mean()),
+            "iou if right within 0.25 voxel": float(iou(fixed, inside).mean())}
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
    ``cfg_scale`` with the revealed fraction (MAR / MAR-3D);
 2. a token is *sampled* at every masked position at a temperature annealed linearly from 0.8 to
    0.5 over the steps (this is the token-sampling temperature), from all codes by default or from
-   the top-k logits (the paper's k = 10: on 50 validation chairs with the shipped model, all codes
+   the top-k logits (the paper's k = 10: on 50 validation chairs with the first-stage model, all codes
    gave 1-NNA-CD 85% / COV-CD 34% against 97% / 26% with k = 10;
    ``benchmarks/results/sweep_chair_val50_*.json``);
 3. the schedule (cosine by default) says how many masked tokens remain after this step; the commit
