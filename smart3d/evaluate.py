@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "SamplingOptions.policy)")
     p.add_argument("--min-part", type=float, default=None, help="generation, completion: drop solid parts under "
                    "this fraction of the largest (0: keep all; default: SamplingOptions.min_part)")
+    p.add_argument("--sampling", nargs="+", default=None, metavar="KEY=VALUE",
+                   help="generation, completion: any other SamplingOptions field, e.g. occupancy_temperature=0.7")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
     p.add_argument("--emd-points", type=int, default=None, help="generation: EMD on this many of the 2048 points "
                    "(exact EMD is O(N^3): 256 points take ~7 ms a pair on this CPU, 2048 ~3 s; default: all)")
@@ -224,7 +226,33 @@ def _sampling_options(args: argparse.Namespace):
 
     given = {"min_part": args.min_part, "cfg_scale": args.guidance, "top_k": args.top_k, "policy": args.policy,
              "temperature": None if args.temperature is None else tuple(args.temperature)}
+    given = {**given, **parse_sampling_overrides(args.sampling or [])}
     return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
+
+
+def parse_sampling_overrides(pairs: list[str]) -> dict:
+    """``["occupancy_temperature=0.7", "coarse_cfg_scale=none"]`` -> typed SamplingOptions fields."""
+    from dataclasses import fields
+
+    from .sampler import SamplingOptions
+
+    types = {f.name: type(f.default) for f in fields(SamplingOptions)}
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in types:
+            raise SystemExit(f"--sampling expects KEY=VALUE with KEY one of {', '.join(types)}; got {pair!r}")
+        if text.lower() == "none":
+            out[name] = None
+        elif types[name] is bool:
+            out[name] = text.lower() in ("1", "true", "yes")
+        elif types[name] is tuple:
+            out[name] = tuple(float(x) for x in text.split(","))
+        elif types[name] is str:
+            out[name] = text
+        else:                                  # int, float (and fields whose default is None: numbers)
+            out[name] = int(text) if types[name] is int else float(text)
+    return out
 
 
 def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):

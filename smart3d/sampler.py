@@ -51,15 +51,18 @@ class SamplingOptions:
     temperature: tuple[float, float] = (0.8, 0.5)  # token temperature, annealed first -> last step
     cfg_scale: float = 5.0                        # guidance scale reached when all tokens are revealed
     choice_noise: float = 1.0                     # Gumbel noise on commit scores (fades to 0)
-    occupancy_first: bool = True                  # draw "surface here or not" at temperature 1, then the code
+    occupancy_first: bool = True                  # draw "surface here or not" first, then the code
+    occupancy_temperature: float = 1.0            # temperature of that surface-or-not draw (< 1: fewer stray bits)
+    coarse_cfg_scale: float | None = None         # guidance of coarse tokens, every step (None: as fine tokens)
     preview: bool = True                          # decode a field preview at every step
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
 
     def check(self) -> "SamplingOptions":
-        limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0)}
+        limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0),
+                  "occupancy_temperature": (0.01, 5.0), "coarse_cfg_scale": (0.0, 20.0)}
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
-            if not lo <= v <= hi:
+            if v is not None and not lo <= v <= hi:
                 raise ValueError(f"{name} must be between {lo} and {hi}, got {v}")
         if not 0.0 <= self.min_part <= 1.0:
             raise ValueError(f"min_part must be between 0 and 1, got {self.min_part}")
@@ -75,7 +78,8 @@ class SamplingOptions:
     def record(self) -> dict:
         """The settings that shape a result, as plain JSON (for result files and GLB metadata)."""
         out = {k: getattr(self, k) for k in ("num_steps", "schedule", "policy", "top_k", "temperature", "cfg_scale",
-                                             "choice_noise", "occupancy_first", "min_part")}
+                                             "choice_noise", "occupancy_first", "occupancy_temperature", "coarse_cfg_scale",
+                                             "min_part")}
         return {**out, "temperature": list(self.temperature)}
 
 
@@ -119,21 +123,34 @@ def _sample_token(logits: torch.Tensor, top_k: int, temp: float, generator) -> t
 
 
 def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, top_k: int, temp: float,
-                            generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw whether a patch holds surface from the model's own marginal (temperature 1), then its code.
+                            generator, occupancy_temp: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw whether a patch holds surface from the model's own marginal, then its code.
 
     One "no surface here" code competes with hundreds of surface codes that share the rest of the
     mass, so a tempered top-k draw over all codes picks it far more often than the model believes
-    it (under-trained models then decode near-empty shapes). Here the binary choice keeps its
-    probability ``1 - p(empty)``; top-k and temperature shape only the choice among surface codes.
-    Returns codes (B, l) and the probability of the drawn outcome (surface or not) as confidence.
+    it (under-trained models then decode near-empty shapes). Here the binary choice is tempered on
+    its own, symmetrically: ``p(surface)`` becomes ``sigmoid(logit(p) / occupancy_temp)`` (1: the
+    model's marginal); top-k and temperature shape only the choice among surface codes.
+    Returns codes (B, l) and the model's probability of the drawn outcome (surface or not) as confidence.
     """
-    p_empty = logp.gather(-1, empty.expand(logp.shape[:-1])[..., None]).squeeze(-1).exp()
-    surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= p_empty
+    log_empty = logp.gather(-1, empty.expand(logp.shape[:-1])[..., None]).squeeze(-1)
+    p_empty = log_empty.exp()
+    q_empty = p_empty                                                          # p(empty) the draw uses
+    if occupancy_temp != 1.0:
+        log_odds = log_empty - torch.log1p(-p_empty.clamp(max=1 - 1e-7))      # log p(empty) / p(surface)
+        q_empty = torch.sigmoid(log_odds / occupancy_temp)
+    surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= q_empty
     codes, _ = _sample_token(logits.scatter(-1, empty.expand(logp.shape[:-1])[..., None], float("-inf")),
                              top_k, temp, generator)
     pick = torch.where(surface, codes, empty.expand_as(codes))
     return pick, torch.where(surface, 1.0 - p_empty, p_empty)
+
+
+def level_guidance(options: SamplingOptions, scale: float, has_coarse: bool) -> list[float]:
+    """Guidance scale per level (coarse first): the step's scale, or ``coarse_cfg_scale`` for coarse tokens."""
+    if not has_coarse:
+        return [scale]
+    return [scale if options.coarse_cfg_scale is None else options.coarse_cfg_scale, scale]
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:
@@ -197,10 +214,11 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             u = (s - 1) / max(1, T - 1)
             temp = options.temperature[0] + (options.temperature[1] - options.temperature[0]) * u
             inp = tokens.clamp(min=0)
-            if options.cfg_scale != 1.0:
+            scales = level_guidance(options, scale, bool(model.layout.num_coarse))
+            if any(w != 1.0 for w in scales):
                 c_cond = None if cond is None else torch.cat([cond, torch.zeros_like(cond)])
                 both = model(inp.repeat(2, 1), mask.repeat(2, 1), torch.cat([labels, null]), c_cond)
-                logits = [lu + scale * (lc - lu) for lc, lu in (x.chunk(2) for x in both)]
+                logits = [lu + w * (lc - lu) for w, (lc, lu) in zip(scales, (x.chunk(2) for x in both))]
             else:
                 logits = model(inp, mask, labels, cond)
             sampled = torch.empty_like(tokens)
@@ -213,7 +231,8 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
                 ent[:, sl] = -(logp.exp() * logp).sum(-1)
                 best[:, sl] = lg.argmax(-1)
                 if options.occupancy_first:
-                    pick, conf[:, sl] = _sample_occupancy_first(lg, logp, empty[sl], options.top_k, temp, generator)
+                    pick, conf[:, sl] = _sample_occupancy_first(lg, logp, empty[sl], options.top_k, temp, generator,
+                                                                        options.occupancy_temperature)
                 else:
                     pick, conf[:, sl] = _sample_token(lg, options.top_k, temp, generator)
                 sampled[:, sl] = pick

@@ -55,6 +55,7 @@ class TokenizerConfig:
 
 PRESETS = {"base": TokenizerConfig(),
            "codes2048": TokenizerConfig(codebook_size=2048),      # finer sub-voxel detail per patch token
+           "codes4096": TokenizerConfig(codebook_size=4096),      # what thin parts need (patch_codebook_ceiling.py)
            "fine16": TokenizerConfig(fine_width=32),              # decoder with a 16^3 stage (``train decoder``)
            "fine32": TokenizerConfig(fine_width=32, voxel_width=8),  # ... and a 32^3 refinement (``train decoder``)
            "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
     p.add_argument("--checkpoint", default=None, help="resumable checkpoint (default checkpoints/<what>.pt)")
     p.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
+    p.add_argument("--compile", action="store_true",
+                   help="model: torch.compile the transformer (~1.5x faster steps on CPU after ~1 min of compiling)")
     p.add_argument("--out", default=None, help="weights path without extension (default weights/<what>)")
 
 
@@ -238,6 +240,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     config = PRESETS[args.preset]
     model = Tokenizer(config).to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(ddp, dynamic=False) if args.compile else ddp
     peak = args.lr or 1e-3
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt_path = Path(args.checkpoint or f"checkpoints/tokenizer_{args.preset}.pt")
@@ -406,6 +409,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     ema = MaskedTransformer(config).to(device).eval()
     ema.load_state_dict(model.state_dict())
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    forward = torch.compile(ddp, dynamic=False) if args.compile else ddp
     peak = args.lr or 1e-4
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.05)
     ckpt_path = Path(args.checkpoint or f"checkpoints/model_{args.preset}_{args.attention}_l{args.levels}.pt")
@@ -430,7 +434,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = masked_token_loss(ddp, model.level_slices(), tokens[b][sl].to(device), mask[sl].to(device), lab[sl].to(device))
+            loss = masked_token_loss(forward, model.level_slices(), tokens[b][sl].to(device), mask[sl].to(device), lab[sl].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

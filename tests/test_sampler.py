@@ -5,8 +5,8 @@ import torch
 
 from smart3d.masking import SCHEDULES, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
-from smart3d.sampler import (POLICIES, SamplingOptions, _sample_occupancy_first, _sample_token, empty_tokens, sample,
-                             sample_steps)
+from smart3d.sampler import (POLICIES, SamplingOptions, _sample_occupancy_first, _sample_token, empty_tokens,
+                             level_guidance, sample, sample_steps)
 from smart3d.tokenizer import PRESETS, Tokenizer
 
 
@@ -124,3 +124,31 @@ def test_occupancy_first_keeps_the_models_probability_of_empty():
     assert torch.allclose(conf[pick == 0], torch.tensor(0.3)) and torch.allclose(conf[pick != 0], torch.tensor(0.7))
     plain, _ = _sample_token(logits, top_k=10, temp=0.5, generator=g)
     assert (plain == 0).float().mean().item() > 0.5
+
+
+@pytest.mark.parametrize("temp", [0.5, 2.0])
+def test_occupancy_temperature_tempers_the_surface_or_not_draw(temp):
+    # p(empty) = 0.8: the draw keeps "empty" with sigmoid(logit(0.8) / temp), the confidence stays the model's
+    probs = torch.tensor([0.8] + [0.02] * 10)
+    logits = probs.log().expand(1, 40_000, 11).contiguous()
+    empty = torch.zeros(40_000, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    pick, conf = _sample_occupancy_first(logits, logits.log_softmax(-1), empty, top_k=0, temp=1.0, generator=g,
+                                         occupancy_temp=temp)
+    expected = torch.sigmoid(torch.log(torch.tensor(4.0)) / temp).item()      # 16/17 at 0.5, 2/3 at 2
+    assert abs((pick == 0).float().mean().item() - expected) < 0.01
+    assert torch.allclose(conf[pick == 0], torch.tensor(0.8))
+
+
+def test_coarse_guidance_overrides_the_schedule_on_the_coarse_level_only(nets):
+    opts = SamplingOptions(cfg_scale=5.0, coarse_cfg_scale=3.0)
+    assert level_guidance(opts, 2.0, has_coarse=True) == [3.0, 2.0]
+    assert level_guidance(opts, 2.0, has_coarse=False) == [2.0]
+    assert level_guidance(SamplingOptions(), 2.0, has_coarse=True) == [2.0, 2.0]
+    # guidance on the coarse level alone (cfg_scale 1) still runs the guided forward and changes the draw
+    plain = _run(nets, opts={"cfg_scale": 1.0})[-1].tokens
+    guided = _run(nets, opts={"cfg_scale": 1.0, "coarse_cfg_scale": 8.0})[-1].tokens
+    nc = nets[0].layout.num_coarse
+    assert not torch.equal(plain[:, :nc], guided[:, :nc])
+    with pytest.raises(ValueError, match="coarse_cfg_scale"):
+        SamplingOptions(coarse_cfg_scale=-1.0).check()
