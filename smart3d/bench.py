@@ -6,6 +6,8 @@
   are measured in one run on one machine and reported with the ratio to the smallest L.
 - ``sampling``: seconds for one shape at 25 steps (tokens to mesh) and shapes per second at batch
   16, with the shipped weights (preset named in the output).
+- ``train-step``: seconds per training step of a model preset (forward, masked cross-entropy,
+  backward, AdamW) eagerly and through ``torch.compile`` (``train model --compile``), in one run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["attention", "sampling"])
+    p.add_argument("what", choices=["attention", "sampling", "train-step"])
+    p.add_argument("--preset", default="XS", help="model preset (train-step)")
     p.add_argument("--sides", type=int, nargs="+", default=[4, 6, 8, 10, 12, 16], help="lattice sides (attention)")
     p.add_argument("--dim", type=int, default=128, help="attention width")
     p.add_argument("--heads", type=int, default=4)
@@ -101,8 +104,47 @@ def bench_sampling(args: argparse.Namespace) -> dict:
     return result
 
 
+def bench_train_step(args: argparse.Namespace) -> dict:
+    from .masking import training_mask
+    from .model import PRESETS, MaskedTransformer
+    from .train import masked_token_loss
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    g = torch.Generator().manual_seed(0)
+    result = {"benchmark": "train-step", **_machine(), "preset": args.preset, "batch_size": args.batch_size,
+              "device": str(device)}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = MaskedTransformer(PRESETS[args.preset]).to(device)
+        c, nc = model.config, model.layout.num_coarse
+        tokens = torch.cat([torch.randint(0, c.coarse_codebook_size, (args.batch_size, nc), generator=g),
+                            torch.randint(0, c.codebook_size, (args.batch_size, model.layout.length - nc), generator=g)], 1)
+        labels = torch.randint(0, c.num_classes, (args.batch_size,), generator=g)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
+        forward = torch.compile(model, dynamic=False) if name == "compiled" else model
+
+        def step():
+            mask = training_mask(tokens[:, nc:], 0, model.layout, g)
+            loss = masked_token_loss(forward, model.level_slices(), tokens.to(device), mask.to(device), labels.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        t0 = time.perf_counter()
+        step()                                                   # the compiled model compiles here
+        result[f"{name} first step s"] = time.perf_counter() - t0
+        result[f"{name} s/step"] = _time(step, args.repeats)
+    result["speed-up"] = result["eager s/step"] / result["compiled s/step"]
+    print(f"training step, preset {args.preset}, batch {args.batch_size}, {device} ({torch.get_num_threads()} threads)")
+    print(f"  eager {result['eager s/step']:.2f} s/step   compiled {result['compiled s/step']:.2f} s/step "
+          f"(x{result['speed-up']:.2f}; first compiled step {result['compiled first step s']:.0f} s)")
+    return result
+
+
 def main(args: argparse.Namespace) -> None:
-    result = {"attention": bench_attention, "sampling": bench_sampling}[args.what](args)
+    result = {"attention": bench_attention, "sampling": bench_sampling, "train-step": bench_train_step}[args.what](args)
     out = Path(args.out or RESULTS / f"{args.what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
