@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 mode=${1:-app}
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 pkgs="libosmesa6"                                     # offscreen OpenGL for pyrender on CPU
-[ "$mode" = test ] && pkgs="$pkgs chromium chromium-driver"
+[ "$mode" = test ] && pkgs="$pkgs chromium chromium-driver g++"   # g++: torch.compile (train --compile)
 if ! dpkg -s $pkgs >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $pkgs >/dev/null
