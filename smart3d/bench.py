@@ -108,8 +108,9 @@ def bench_train_step(args: argparse.Namespace) -> dict:
     from .masking import training_mask
     from .model import PRESETS, MaskedTransformer
     from .train import masked_token_loss
+    from .weights import best_device
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(args.device) if args.device else best_device()
     g = torch.Generator().manual_seed(0)
     result = {"benchmark": "train-step", **_machine(), "preset": args.preset, "batch_size": args.batch_size,
               "device": str(device)}

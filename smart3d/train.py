@@ -240,7 +240,6 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     config = PRESETS[args.preset]
     model = Tokenizer(config).to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    forward = torch.compile(ddp, dynamic=False) if args.compile else ddp
     peak = args.lr or 1e-3
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt_path = Path(args.checkpoint or f"checkpoints/tokenizer_{args.preset}.pt")
