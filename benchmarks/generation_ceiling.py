@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from smart3d.classifier import ClassifierConfig, ShapeClassifier  # noqa: E402
 from smart3d.dataset import DEFAULT_CACHE, load_split  # noqa: E402
-from smart3d.evaluate import class_stats, generation_figures  # noqa: E402
+from smart3d.evaluate import class_stats, generation_figures, print_table  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
 from smart3d.shapes import CLASSES  # noqa: E402
 from smart3d.weights import WEIGHTS_DIR, load_pretrained  # noqa: E402
@@ -77,11 +77,8 @@ def main() -> None:
             rows.append([c, source] + [m[k] for k in COLUMNS])
         print(f"  {c}: done ({time.time() - t0:.0f} s)", flush=True)
 
-    widths = [9, 14] + [max(9, len(k)) for k in COLUMNS]
-    print(f"generation metrics vs the first {args.num} test shapes per class")
-    print("  ".join(h.ljust(w) for h, w in zip(("class", "source") + COLUMNS, widths)))
-    for r in rows:
-        print("  ".join((f"{v:.1f}" if isinstance(v, float) else str(v)).ljust(w) for v, w in zip(r, widths)))
+    print_table(f"generation metrics vs the first {args.num} test shapes per class",
+                ["class", "source", *COLUMNS], rows)
     result = {"num": args.num, "reference_split": "test", "tokenizer": json.loads(
         (WEIGHTS_DIR / "tokenizer.json").read_text()).get("command"), "per_class": per_class,
         "seconds": time.time() - t0, "threads": torch.get_num_threads()}

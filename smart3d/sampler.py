@@ -9,7 +9,10 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
    0.5 over the steps (this is the token-sampling temperature), from all codes by default or from
    the top-k logits (the paper's k = 10: on 50 validation chairs with the first-stage model, all codes
    gave 1-NNA-CD 85% / COV-CD 34% against 97% / 26% with k = 10;
-   ``benchmarks/results/sweep_chair_val50_*.json``);
+   ``benchmarks/results/sweep_chair_val50_*.json``); with ``hierarchy=True`` (two levels),
+   whether a fine patch holds surface at all is not drawn but read from its committed coarse
+   token (``hierarchy_gate``), so the coarse level fixes the layout and the fine level only its
+   detail (off by default: with the shipped model it makes shapes worse, see ``hierarchy_gate``);
 3. the schedule (cosine by default) says how many masked tokens remain after this step; the commit
    policy picks which positions to commit among the masked ones:
    - ``spatial`` (default, SMART-3D): confidence of the sampled token plus a spatial prior:
@@ -54,6 +57,7 @@ class SamplingOptions:
     occupancy_first: bool = True                  # draw "surface here or not" first, then the code
     occupancy_temperature: float = 1.0            # temperature of that surface-or-not draw (< 1: fewer stray bits)
     coarse_cfg_scale: float | None = None         # guidance of coarse tokens, every step (None: as fine tokens)
+    hierarchy: bool = False                       # a fine patch holds surface iff its committed coarse token says so
     preview: bool = True                          # decode a field preview at every step
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
 
@@ -79,7 +83,7 @@ class SamplingOptions:
         """The settings that shape a result, as plain JSON (for result files and GLB metadata)."""
         out = {k: getattr(self, k) for k in ("num_steps", "schedule", "policy", "top_k", "temperature", "cfg_scale",
                                              "choice_noise", "occupancy_first", "occupancy_temperature", "coarse_cfg_scale",
-                                             "min_part")}
+                                             "hierarchy", "min_part")}
         return {**out, "temperature": list(self.temperature)}
 
 
@@ -123,7 +127,8 @@ def _sample_token(logits: torch.Tensor, top_k: int, temp: float, generator) -> t
 
 
 def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, top_k: int, temp: float,
-                            generator, occupancy_temp: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                            generator, occupancy_temp: float = 1.0,
+                            gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw whether a patch holds surface from the model's own marginal, then its code.
 
     One "no surface here" code competes with hundreds of surface codes that share the rest of the
@@ -131,6 +136,7 @@ def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: tor
     it (under-trained models then decode near-empty shapes). Here the binary choice is tempered on
     its own, symmetrically: ``p(surface)`` becomes ``sigmoid(logit(p) / occupancy_temp)`` (1: the
     model's marginal); top-k and temperature shape only the choice among surface codes.
+    ``gate`` (B, l) int8, where not -1, fixes the outcome (1: surface, 0: empty; see ``hierarchy_gate``).
     Returns codes (B, l) and the model's probability of the drawn outcome (surface or not) as confidence.
     """
     log_empty = logp.gather(-1, empty.expand(logp.shape[:-1])[..., None]).squeeze(-1)
@@ -140,10 +146,30 @@ def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: tor
         log_odds = log_empty - torch.log1p(-p_empty.clamp(max=1 - 1e-7))      # log p(empty) / p(surface)
         q_empty = torch.sigmoid(log_odds / occupancy_temp)
     surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= q_empty
+    if gate is not None:
+        surface = torch.where(gate >= 0, gate == 1, surface)
     codes, _ = _sample_token(logits.scatter(-1, empty.expand(logp.shape[:-1])[..., None], float("-inf")),
                              top_k, temp, generator)
     pick = torch.where(surface, codes, empty.expand_as(codes))
     return pick, torch.where(surface, 1.0 - p_empty, p_empty)
+
+
+def _gated_logits(logits: torch.Tensor, gate: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    """Logits (B, l, K) with the outcome ``gate`` forbids masked out (gate 0: only empty, 1: no empty)."""
+    is_empty = F.one_hot(empty, logits.shape[-1]).bool().expand_as(logits)
+    banned = ((gate == 0)[..., None] & ~is_empty) | ((gate == 1)[..., None] & is_empty)
+    return logits.masked_fill(banned, float("-inf"))
+
+
+def _draw(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, gate: torch.Tensor | None,
+          options: SamplingOptions, temp: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One level's draw at every position: codes (B, l) and their confidences (B, l)."""
+    if options.occupancy_first:
+        return _sample_occupancy_first(logits, logp, empty, options.top_k, temp, generator,
+                                       options.occupancy_temperature, gate)
+    if gate is not None:
+        logits = _gated_logits(logits, gate, empty)
+    return _sample_token(logits, options.top_k, temp, generator)
 
 
 def level_guidance(options: SamplingOptions, scale: float, has_coarse: bool) -> list[float]:
@@ -151,6 +177,27 @@ def level_guidance(options: SamplingOptions, scale: float, has_coarse: bool) -> 
     if not has_coarse:
         return [scale]
     return [scale if options.coarse_cfg_scale is None else options.coarse_cfg_scale, scale]
+
+
+def hierarchy_gate(tokenizer: Tokenizer, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What the committed coarse tokens say about each fine patch: (B, 512) int8, 1 surface / 0 empty / -1 open.
+
+    The coarse code of an 8^3 block decodes to its 4^3 pooled surface bits (``decode_coarse``); a
+    fine patch (2^3 of those cells) holds surface iff one of its cells does. On tokenized real
+    shapes the two levels agree on all but a few patches per shape; the shipped transformer, left
+    to itself, puts surface in dozens of patches per shape that its own coarse tokens call empty
+    (``benchmarks/hierarchy_agreement.py``). Gating the fine draw by the coarse tokens removes that
+    disagreement but not the fragments: even under the *true* coarse tokens of a validation shape,
+    the fine codes that this model draws for neighbouring patches of a thin part do not line up,
+    and the coarse codes it draws itself are a worse plan than the one its fine level follows
+    without the gate. Fine patches under a still-masked coarse token stay open.
+    """
+    nc = tokenizer.layout.num_coarse
+    cells = tokenizer.decode_coarse(tokens.clamp(min=0))                                 # (B, 16, 16, 16)
+    surface = F.max_pool3d(cells.unsqueeze(1), 2).flatten(1) > 0.5                       # (B, 512) lattice order
+    parent = tokenizer.layout.fine_to_coarse().to(tokens.device)
+    gate = surface.to(torch.int8)
+    return gate.masked_fill(mask[:, :nc][:, parent], -1)
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:
@@ -207,6 +254,7 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
                              device=device)                              # (B, T)
     null = torch.full_like(labels, model.null_class)
     slices = model.level_slices()
+    nc = model.layout.num_coarse
     try:
         for s in range(1, T + 1):
             revealed = 1.0 - mask.float().mean().item()
@@ -225,17 +273,15 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             conf = torch.empty(B, L, device=device)
             ent = torch.zeros(B, L, device=device)
             best = torch.empty_like(tokens)
-            for sl, lg in zip(slices, logits):
+            gated = options.hierarchy and bool(model.layout.num_coarse)
+            gates = [None] * (len(slices) - 1) + [hierarchy_gate(tokenizer, tokens, mask) if gated else None]
+            for sl, lg, gate in zip(slices, logits, gates):
                 lg = lg.float()
                 logp = lg.log_softmax(-1)
                 ent[:, sl] = -(logp.exp() * logp).sum(-1)
                 best[:, sl] = lg.argmax(-1)
-                if options.occupancy_first:
-                    pick, conf[:, sl] = _sample_occupancy_first(lg, logp, empty[sl], options.top_k, temp, generator,
-                                                                        options.occupancy_temperature)
-                else:
-                    pick, conf[:, sl] = _sample_token(lg, options.top_k, temp, generator)
-                sampled[:, sl] = pick
+                sampled[:, sl], conf[:, sl] = _draw(lg, logp, empty[sl], gate, options, temp, generator)
+            fine_logits, fine_logp = lg, logp                                 # the last level is the fine one
             entropy = (ent * mask).sum(1) / mask.sum(1).clamp(min=1)
             # which masked positions to commit now
             if options.policy == "random":
@@ -251,6 +297,16 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             n_commit = mask.sum(1) - remaining[:, s - 1]                     # (B,)
             rank = score.argsort(1, descending=True).argsort(1)
             commit = (rank < n_commit[:, None]) & mask
+            if gated and commit[:, :nc].any():
+                # fine tokens committed together with their coarse parent were drawn with the gate
+                # open; redraw them under what the parent now says
+                after = torch.where(commit, sampled, tokens)
+                gate = hierarchy_gate(tokenizer, after, mask & ~commit)
+                redo = commit[:, nc:] & (gates[-1] < 0) & (gate >= 0)
+                if redo.any():
+                    pick, c = _draw(fine_logits, fine_logp, empty[nc:], gate, options, temp, generator)
+                    sampled[:, nc:] = torch.where(redo, pick, sampled[:, nc:])
+                    conf[:, nc:] = torch.where(redo, c, conf[:, nc:])
             tokens = torch.where(commit, sampled, tokens)
             confidence = torch.where(commit, conf, confidence)
             order = torch.where(commit, s, order)

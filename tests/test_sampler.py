@@ -6,7 +6,7 @@ import torch
 from smart3d.masking import SCHEDULES, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.sampler import (POLICIES, SamplingOptions, _sample_occupancy_first, _sample_token, empty_tokens,
-                             level_guidance, sample, sample_steps)
+                             hierarchy_gate, level_guidance, sample, sample_steps)
 from smart3d.tokenizer import PRESETS, Tokenizer
 
 
@@ -152,3 +152,38 @@ def test_coarse_guidance_overrides_the_schedule_on_the_coarse_level_only(nets):
     assert not torch.equal(plain[:, :nc], guided[:, :nc])
     with pytest.raises(ValueError, match="coarse_cfg_scale"):
         SamplingOptions(coarse_cfg_scale=-1.0).check()
+
+
+@pytest.mark.parametrize("occupancy_first,policy", [(True, "spatial"), (False, "spatial"), (True, "confidence"),
+                                                     (True, "random"), (False, "raster")])
+def test_hierarchy_makes_fine_surface_follow_the_coarse_tokens(nets, occupancy_first, policy):
+    model, tok = nets
+    nc = model.layout.num_coarse
+    empty = empty_tokens(tok)[nc:]
+    parent = model.layout.fine_to_coarse()
+    disagree = {}
+    for hierarchy in (False, True):
+        last = _run(nets, opts={"hierarchy": hierarchy, "occupancy_first": occupancy_first, "policy": policy,
+                                "preview": False})[-1]
+        gate = hierarchy_gate(tok, last.tokens, last.mask)
+        assert torch.all(gate >= 0)
+        # fine tokens committed at or after their coarse parent's step obey it; ones committed
+        # earlier (possible under the random and raster orders) were drawn with the gate open
+        after_parent = last.order[:, nc:] >= last.order[:, :nc][:, parent]
+        surface = last.tokens[:, nc:] != empty
+        disagree[hierarchy] = int((after_parent & (surface != (gate == 1))).sum())
+        assert after_parent.sum() > 100
+    assert disagree[True] == 0
+    assert disagree[False] > 0      # the untrained model alone does not follow its coarse tokens
+
+
+def test_hierarchy_gate_is_open_under_masked_coarse_tokens(nets):
+    model, tok = nets
+    nc = model.layout.num_coarse
+    tokens = torch.zeros(1, model.layout.length, dtype=torch.long)
+    mask = torch.zeros_like(tokens, dtype=torch.bool)
+    mask[0, 0] = True                                             # first coarse token still masked
+    gate = hierarchy_gate(tok, tokens, mask)[0]
+    parent = model.layout.fine_to_coarse()
+    assert torch.all(gate[parent == 0] == -1) and torch.all(gate[parent != 0] >= 0)
+    assert int((parent == 0).sum()) == 8
