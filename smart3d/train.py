@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--compile", action="store_true",
                    help="model: torch.compile the transformer (~1.5x faster steps on CPU after ~1 min of compiling)")
+    p.add_argument("--token-noise", type=float, default=0.0,
+                   help="decoder: replace this fraction of the surface tokens by one of their nearest codes "
+                        "(trains a decoder that tolerates the sampler's imperfect codes; 0: off)")
     p.add_argument("--out", default=None, help="weights path without extension (default weights/<what>)")
 
 
@@ -286,6 +289,27 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
 DECODER_FIELDS = ("width", "blocks", "fine_width", "voxel_width")
 
 
+def nearest_codes(codebook: torch.Tensor, exclude: int, k: int = 8) -> torch.Tensor:
+    """(K, D) codebook -> (K, k) int64: each code's k nearest other codes, never ``exclude`` (empty space)."""
+    d = torch.cdist(codebook, codebook)
+    d.fill_diagonal_(float("inf"))
+    d[:, exclude] = float("inf")
+    return d.topk(k, dim=1, largest=False).indices
+
+
+def perturb_tokens(fine: torch.Tensor, near: torch.Tensor, empty: int, rate: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Replace a ``rate`` fraction of the surface tokens (B, 512) by a random one of their nearest codes.
+
+    A transformer's samples are near misses more often than wild ones: a leg patch gets a code
+    for a leg a little off. A decoder that saw such codes in training joins them up instead of
+    decoding each patch literally. Empty-space tokens stay as they are.
+    """
+    hit = (torch.rand(fine.shape, generator=generator) < rate) & (fine != empty)
+    pick = near[fine, torch.randint(near.shape[1], fine.shape, generator=generator)]
+    return torch.where(hit, pick, fine)
+
+
 def train_decoder_cmd(args: argparse.Namespace) -> None:
     """Retrain only the field decoder of ``--tokenizer`` on its frozen tokens.
 
@@ -297,6 +321,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     from dataclasses import asdict, replace
 
     from .dataset import load_split
+    from .sampler import empty_tokens
     from .tokenizer import PRESETS, Tokenizer, TokenizerConfig, soft_occupancy
     from .weights import load_pretrained, read_config
 
@@ -325,6 +350,8 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
     model.eval()                                                  # frozen codebooks: no EMA updates
+    empty = int(empty_tokens(model)[-1])
+    near = nearest_codes(model.quantizer.codebook.cpu(), exclude=empty)
     bar = tqdm(total=args.steps, initial=step, desc="decoder", disable=rank != 0)
     t0 = time.time()
     while step < args.steps:
@@ -332,7 +359,10 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
         target = torch.stack([sdf[i - n].flip(0) if i >= n else sdf[i] for i in b.tolist()])   # 2nd half: mirrored
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
-        codes = model.quantizer.codebook[tokens[b][:, model.layout.num_coarse:].to(device)]
+        fine = tokens[b][:, model.layout.num_coarse:]
+        if args.token_noise > 0:
+            fine = perturb_tokens(fine, near, empty, args.token_noise, g)
+        codes = model.quantizer.codebook[fine.to(device)]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(ddp(codes), soft_occupancy(target.to(device)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -351,7 +381,8 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer with the new decoder",
-                   ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "warmup", "minutes", "seed"],
+                   ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "warmup", "token_noise",
+                    "minutes", "seed"],
                    encoder_from=before, decoder_config=asdict(config))
 
 

@@ -74,7 +74,7 @@ def test_decoder_run_keeps_every_token(workdir):
 
     d, common = workdir
     _run(["train", "decoder", "--preset", "fine16", "--steps", "3", "--tokenizer", str(d / "tokenizer"),
-          "--checkpoint", str(d / "dec.pt"), "--out", str(d / "tokenizer_dec"), *common], d)
+          "--token-noise", "0.3", "--checkpoint", str(d / "dec.pt"), "--out", str(d / "tokenizer_dec"), *common], d)
     old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
     new = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer_dec")
     assert new.config.fine_width == 32 and old.config.fine_width == 0
@@ -86,6 +86,27 @@ def test_decoder_run_keeps_every_token(workdir):
         assert new.decode(tokens).shape == (3, 32, 32, 32)
         assert not torch.allclose(new.decode(tokens), old.decode(tokens))
     assert read_config(d / "tokenizer_dec")["encoder_from"]["steps"] == 6
+    assert "--token-noise 0.3" in read_config(d / "tokenizer_dec")["command"]
+
+
+def test_token_noise_moves_only_surface_tokens_to_near_codes():
+    from smart3d.train import nearest_codes, perturb_tokens
+
+    g = torch.Generator().manual_seed(0)
+    codebook = torch.randn(64, 8, generator=g)
+    near = nearest_codes(codebook, exclude=5, k=4)
+    assert near.shape == (64, 4)
+    assert not (near == 5).any() and not (near == torch.arange(64)[:, None]).any()
+    d = torch.cdist(codebook, codebook)
+    assert torch.all(d.gather(1, near).max(1).values <= d.median(1).values)     # nearer than most codes
+    fine = torch.randint(64, (4, 512), generator=g)
+    fine[:, :100] = 5                                                           # empty space
+    out = perturb_tokens(fine, near, empty=5, rate=0.5, generator=g)
+    changed = out != fine
+    assert not changed[:, :100].any()
+    assert 0.35 < changed[:, 100:].float().mean() < 0.65
+    assert torch.all((near[fine] == out[..., None]).any(-1)[changed])          # each change is to a near code
+    assert torch.equal(perturb_tokens(fine, near, 5, 0.0, g), fine)
 
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
