@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from smart3d.dataset import DEFAULT_CACHE, load_split  # noqa: E402
 from smart3d.evaluate import print_table  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
-from smart3d.sampler import SamplingOptions, empty_tokens, hierarchy_gate, sample_steps  # noqa: E402
+from smart3d.sampler import SamplingOptions, empty_tokens, hierarchy_gate, sample  # noqa: E402
 from smart3d.shapes import CLASSES  # noqa: E402
 
 COLUMNS = ("surface, coarse says empty", "empty, coarse says surface", "occupied patches", "mesh parts",
@@ -77,20 +77,16 @@ def main() -> None:
         sel = np.flatnonzero(val.labels == CLASSES.index(c))[: args.num]
         real = pipe.tokenizer.encode_points(torch.from_numpy(val.dense[sel].astype(np.float32)))
         per_class[c] = {"tokenized val": figures(pipe, real, args.seed)}
+        labels = torch.full((len(sel),), CLASSES.index(c))
+        draw = lambda h, **known: sample(pipe.model, pipe.tokenizer, labels,
+                                         options=SamplingOptions(hierarchy=h, preview=False),
+                                         generator=torch.Generator().manual_seed(args.seed), **known)
         for h in (False, True):
-            last = None
-            options = SamplingOptions(hierarchy=h, preview=False)
-            for last in pipe.sample_steps(c, args.num, args.seed, options):
-                pass
-            per_class[c][f"samples, hierarchy={h}"] = figures(pipe, last.tokens, args.seed)
+            per_class[c][f"samples, hierarchy={h}"] = figures(pipe, draw(h), args.seed)
         visible = torch.zeros_like(real, dtype=torch.bool)
         visible[:, :pipe.layout.num_coarse] = True                 # true coarse tokens, every fine one masked
-        last = None
-        for last in sample_steps(pipe.model, pipe.tokenizer, torch.full((len(sel),), CLASSES.index(c)),
-                                 SamplingOptions(hierarchy=True, preview=False),
-                                 torch.Generator().manual_seed(args.seed), real, visible):
-            pass
-        per_class[c]["true coarse, fine drawn"] = figures(pipe, last.tokens, args.seed)
+        per_class[c]["true coarse, fine drawn"] = figures(pipe, draw(True, known_tokens=real, known_mask=visible),
+                                                          args.seed)
         for source, m in per_class[c].items():
             rows.append([c, source] + [m[k] for k in COLUMNS])
         print(f"  {c}: done ({time.time() - t0:.0f} s)", flush=True)

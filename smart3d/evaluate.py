@@ -120,7 +120,7 @@ def evaluate_benchmark(args: argparse.Namespace) -> dict:
     rows.append(["mean", "", float(np.mean([r[2] for r in rows])), "", float(np.mean([r[4] for r in rows])),
                  100 * overall])
     print_table("benchmark sanity: test split vs validation split (1-NNA-CD, %; 50 ideal when same)",
-                 ["class", "n", "1-NNA same", "other", "1-NNA other", "classifier acc"], rows)
+                ["class", "n", "1-NNA same", "other", "1-NNA other", "classifier acc"], rows)
     return {**_header(args), "per_class": per_class, "classifier_accuracy_%": 100 * overall,
             "seconds": time.time() - t0}
 
@@ -211,7 +211,7 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
     mean_sparse = float(np.mean([v[f"iou_{SPARSE_POINTS}_points"] for v in per_class.values()]))
     rows.append(["mean", "", mean_iou, mean_sparse, float("nan"), float(np.mean([v["cd_x1e3"] for v in per_class.values()]))])
     print_table("tokenizer reconstruction on the test split (IoU from 32768 dense points and from their first "
-                 f"{SPARSE_POINTS})", ["class", "n", "IoU", f"IoU {SPARSE_POINTS} pts", "CD x1e3 (median)", "CD x1e3"], rows)
+                f"{SPARSE_POINTS})", ["class", "n", "IoU", f"IoU {SPARSE_POINTS} pts", "CD x1e3 (median)", "CD x1e3"], rows)
     print("codebook: " + ", ".join(f"{k} usage {100 * v['usage']:.1f}% perplexity {v['perplexity']:.1f}"
                                    for k, v in usage.items()) + f"; watertight meshes {watertight}/{total}; "
           f"watertight after export + reload as {'/'.join(MESH_FORMATS)}: {sum(reloads)}/{len(reloads)}")
@@ -316,7 +316,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
             any(k in v for v in per_class.values())}
     rows.append(["mean"] + [mean.get(k, float("nan")) for k in _GEN_COLUMNS])
     print_table(f"generation: {args.num} samples per class vs the {args.split} split",
-                 ["class"] + list(_GEN_COLUMNS), rows)
+                ["class"] + list(_GEN_COLUMNS), rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
             "steps": args.steps, "options": options.record(), "reference_split": args.split,
             "emd_points": (args.emd_points or 2048) if args.emd else None,
@@ -379,7 +379,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             for name in names}
     rows.append(["mean", ""] + [mean[name][m] for name in names for m in ("CD x1e3", "EMD x1e2")])
     print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
-                 ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
+                ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
             "steps": args.steps, "options": options.record(), "seed": args.seed,
             "per_class": per_class, "mean": mean,

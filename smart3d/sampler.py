@@ -255,6 +255,7 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
     null = torch.full_like(labels, model.null_class)
     slices = model.level_slices()
     nc = model.layout.num_coarse
+    gated = options.hierarchy and nc > 0
     try:
         for s in range(1, T + 1):
             revealed = 1.0 - mask.float().mean().item()
@@ -273,7 +274,6 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             conf = torch.empty(B, L, device=device)
             ent = torch.zeros(B, L, device=device)
             best = torch.empty_like(tokens)
-            gated = options.hierarchy and bool(model.layout.num_coarse)
             gates = [None] * (len(slices) - 1) + [hierarchy_gate(tokenizer, tokens, mask) if gated else None]
             for sl, lg, gate in zip(slices, logits, gates):
                 lg = lg.float()
