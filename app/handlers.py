@@ -130,7 +130,7 @@ class Handlers:
                 session: str | None, known: torch.Tensor | None = None, visible: torch.Tensor | None = None,
                 scan: str | None = None):
         """Stream one decoding: yields (viewer, seed, downloads, slider, run), one per step."""
-        T = options.num_steps
+        T = options.total_steps                                       # decoding steps + refinement rounds
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
         if known is not None:
             known, visible = known[None], visible[None]                   # (1, L): a batch of one

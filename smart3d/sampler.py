@@ -60,10 +60,18 @@ class SamplingOptions:
     hierarchy: bool = False                       # a fine patch holds surface iff its committed coarse token says so
     preview: bool = True                          # decode a field preview at every step
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
+    refine_steps: int = 0                         # corrector rounds after decoding (0: none)
+    refine_fraction: float = 0.25                 # share of the surface band re-masked and redrawn per round
+
+    @property
+    def total_steps(self) -> int:
+        """Steps ``sample_steps`` yields: the decoding steps, then the refinement rounds."""
+        return self.num_steps + self.refine_steps
 
     def check(self) -> "SamplingOptions":
         limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0),
-                  "occupancy_temperature": (0.01, 5.0), "coarse_cfg_scale": (0.0, 20.0)}
+                  "occupancy_temperature": (0.01, 5.0), "coarse_cfg_scale": (0.0, 20.0),
+                  "refine_steps": (0, 256), "refine_fraction": (0.01, 1.0)}
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
             if v is not None and not lo <= v <= hi:
@@ -83,7 +91,7 @@ class SamplingOptions:
         """The settings that shape a result, as plain JSON (for result files and GLB metadata)."""
         out = {k: getattr(self, k) for k in ("num_steps", "schedule", "policy", "top_k", "temperature", "cfg_scale",
                                              "choice_noise", "occupancy_first", "occupancy_temperature", "coarse_cfg_scale",
-                                             "hierarchy", "min_part")}
+                                             "hierarchy", "min_part", "refine_steps", "refine_fraction")}
         return {**out, "temperature": list(self.temperature)}
 
 
@@ -222,6 +230,37 @@ def _spatial_prior(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.T
     return bonus
 
 
+def _guided_logits(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                   null: torch.Tensor, cond: torch.Tensor | None, scales: list[float]) -> list[torch.Tensor]:
+    """Per-level logits at every position, ``uncond + w (cond - uncond)`` with each level's scale ``w``."""
+    inp = tokens.clamp(min=0)
+    if all(w == 1.0 for w in scales):
+        return model(inp, mask, labels, cond)
+    c_cond = None if cond is None else torch.cat([cond, torch.zeros_like(cond)])
+    both = model(inp.repeat(2, 1), mask.repeat(2, 1), torch.cat([labels, null]), c_cond)
+    return [lu + w * (lc - lu) for w, (lc, lu) in zip(scales, (x.chunk(2) for x in both))]
+
+
+def surface_band(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    """Fine positions that hold surface or touch one that does (26-neighbourhood): (B, L) bool."""
+    B, L = tokens.shape
+    nc, n = model.layout.num_coarse, 8
+    occupied = (tokens[:, nc:] != empty[None, nc:]).float().view(B, 1, n, n, n)
+    band = torch.zeros(B, L, dtype=torch.bool, device=tokens.device)
+    band[:, nc:] = F.max_pool3d(occupied, 3, stride=1, padding=1).view(B, -1) > 0
+    return band
+
+
+def _refine_pick(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor, fraction: float,
+                 generator) -> torch.Tensor:
+    """A random ``fraction`` of each sample's surface band (at least one position): (B, L) bool."""
+    band = surface_band(model, tokens, empty)
+    score = torch.rand(band.shape, generator=generator).to(tokens.device).masked_fill(~band, -1.0)
+    n = (band.sum(1).float() * fraction).ceil().long().clamp(min=1)
+    rank = score.argsort(1, descending=True).argsort(1)
+    return (rank < n[:, None]) & band
+
+
 @torch.no_grad()
 def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.Tensor,
                  options: SamplingOptions = SamplingOptions(), generator: torch.Generator | None = None,
@@ -256,20 +295,15 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
     slices = model.level_slices()
     nc = model.layout.num_coarse
     gated = options.hierarchy and nc > 0
+    total = options.total_steps
     try:
         for s in range(1, T + 1):
             revealed = 1.0 - mask.float().mean().item()
             scale = 1.0 + (options.cfg_scale - 1.0) * revealed               # MAR: guidance grows with progress
             u = (s - 1) / max(1, T - 1)
             temp = options.temperature[0] + (options.temperature[1] - options.temperature[0]) * u
-            inp = tokens.clamp(min=0)
-            scales = level_guidance(options, scale, bool(model.layout.num_coarse))
-            if any(w != 1.0 for w in scales):
-                c_cond = None if cond is None else torch.cat([cond, torch.zeros_like(cond)])
-                both = model(inp.repeat(2, 1), mask.repeat(2, 1), torch.cat([labels, null]), c_cond)
-                logits = [lu + w * (lc - lu) for w, (lc, lu) in zip(scales, (x.chunk(2) for x in both))]
-            else:
-                logits = model(inp, mask, labels, cond)
+            logits = _guided_logits(model, tokens, mask, labels, null, cond,
+                                    level_guidance(options, scale, bool(nc)))
             sampled = torch.empty_like(tokens)
             conf = torch.empty(B, L, device=device)
             ent = torch.zeros(B, L, device=device)
@@ -315,7 +349,24 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             if options.preview:
                 belief = torch.where(mask, best, tokens)
                 preview = torch.sigmoid(tokenizer.decode(belief)).cpu()
-            yield Step(s, T, tokens.cpu(), mask.cpu(), commit.cpu(), confidence.cpu(), order.cpu(),
+            yield Step(s, total, tokens.cpu(), mask.cpu(), commit.cpu(), confidence.cpu(), order.cpu(),
+                       entropy.cpu(), scale, temp, preview)
+        free = ~known_mask if known_mask is not None else torch.ones_like(mask)   # generated positions: may be refined
+        scale, temp = options.cfg_scale, options.temperature[1]
+        for r in range(1, options.refine_steps + 1):
+            redo = _refine_pick(model, tokens, empty, options.refine_fraction, generator) & free
+            logits = _guided_logits(model, tokens, redo, labels, null, cond, level_guidance(options, scale, bool(nc)))
+            lg = logits[-1].float()
+            logp = lg.log_softmax(-1)
+            ent = -(logp.exp() * logp).sum(-1)
+            pick, conf = _draw(lg, logp, empty[nc:], None, options, temp, generator)
+            redo_f = redo[:, nc:]                                            # new tensors: yielded steps keep theirs
+            tokens = torch.cat([tokens[:, :nc], torch.where(redo_f, pick, tokens[:, nc:])], 1)
+            confidence = torch.cat([confidence[:, :nc], torch.where(redo_f, conf, confidence[:, nc:])], 1)
+            order = torch.where(redo, T + r, order)
+            entropy = (ent * redo_f).sum(1) / redo_f.sum(1).clamp(min=1)
+            preview = torch.sigmoid(tokenizer.decode(tokens)).cpu() if options.preview else None
+            yield Step(T + r, total, tokens.cpu(), mask.cpu(), redo.cpu(), confidence.cpu(), order.cpu(),
                        entropy.cpu(), scale, temp, preview)
 
     finally:

@@ -6,7 +6,7 @@ import torch
 from smart3d.masking import SCHEDULES, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.sampler import (POLICIES, SamplingOptions, _sample_occupancy_first, _sample_token, empty_tokens,
-                             hierarchy_gate, level_guidance, sample, sample_steps)
+                             hierarchy_gate, level_guidance, sample, sample_steps, surface_band)
 from smart3d.tokenizer import PRESETS, Tokenizer
 
 
@@ -82,6 +82,8 @@ def test_bad_options_are_rejected_with_valid_choices(nets):
         SamplingOptions(num_steps=0).check()
     with pytest.raises(ValueError, match="temperature"):
         SamplingOptions(temperature=(0.0, 0.5)).check()
+    with pytest.raises(ValueError, match="refine_fraction"):
+        SamplingOptions(refine_fraction=0.0).check()
     with pytest.raises(ValueError, match="min_part"):
         SamplingOptions(min_part=1.5).check()
 
@@ -187,3 +189,46 @@ def test_hierarchy_gate_is_open_under_masked_coarse_tokens(nets):
     parent = model.layout.fine_to_coarse()
     assert torch.all(gate[parent == 0] == -1) and torch.all(gate[parent != 0] >= 0)
     assert int((parent == 0).sum()) == 8
+
+
+def test_refinement_redraws_a_share_of_the_surface_band_after_decoding(nets):
+    model, tok = nets
+    steps = _run(nets, opts={"refine_steps": 3, "refine_fraction": 0.2, "preview": False})
+    assert len(steps) == 9 and all(s.num_steps == 9 for s in steps) and [s.index for s in steps] == list(range(1, 10))
+    assert torch.all(torch.stack([s.committed for s in steps[:6]]).sum(0) == 1)    # decoding: each position once
+    empty = empty_tokens(tok)
+    for prev, s in zip(steps[5:], steps[6:]):
+        band = surface_band(model, prev.tokens, empty)
+        assert band.any() and not s.mask.any()
+        assert not (s.committed & ~band).any()                                     # only the band, never coarse
+        assert not s.committed[:, :64].any()
+        want = (band.sum(1).float() * 0.2).ceil().long()
+        assert torch.equal(s.committed.sum(1), want)
+        assert torch.equal(s.tokens[~s.committed], prev.tokens[~s.committed])      # the rest stays
+        assert torch.all(s.order[s.committed] == s.index)
+        assert s.cfg_scale == SamplingOptions().cfg_scale and s.temperature == pytest.approx(0.5)
+    assert not torch.equal(steps[5].tokens, steps[-1].tokens)                       # it does redraw something
+    again = _run(nets, opts={"refine_steps": 3, "refine_fraction": 0.2, "preview": False})
+    assert torch.equal(again[-1].tokens, steps[-1].tokens)
+
+
+def test_refinement_never_touches_visible_tokens(nets):
+    g = torch.Generator().manual_seed(0)
+    known = torch.randint(0, 32, (2, 576), generator=g)
+    visible = torch.rand(2, 576, generator=g) < 0.4
+    steps = _run(nets, known_tokens=known, known_mask=visible, opts={"refine_steps": 4, "refine_fraction": 0.5,
+                                                                     "preview": False})
+    assert any(s.committed.any() for s in steps[6:])
+    for s in steps:
+        assert torch.equal(s.tokens[visible], known[visible]) and not s.committed[visible].any()
+
+
+def test_surface_band_is_occupied_patches_and_their_neighbours(nets):
+    model, tok = nets
+    empty = empty_tokens(tok)
+    tokens = empty[None].clone()
+    tokens[0, 64 + (3 * 8 + 4) * 8 + 5] = (int(empty[64]) + 1) % 64               # one surface patch at (3, 4, 5)
+    band = surface_band(model, tokens, empty)[0]
+    assert not band[:64].any() and int(band.sum()) == 27
+    grid = band[64:].view(8, 8, 8)
+    assert grid[2:5, 3:6, 4:7].all()
