@@ -62,6 +62,8 @@ class SamplingOptions:
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
     refine_steps: int = 0                         # corrector rounds after decoding (0: none)
     refine_fraction: float = 0.25                 # share of the surface band re-masked and redrawn per round
+    refine_cfg_scale: float | None = None         # guidance of the refinement rounds (None: cfg_scale)
+    refine_temperature: float | None = None       # token temperature of the refinement rounds (None: the last step's)
 
     @property
     def total_steps(self) -> int:
@@ -71,7 +73,8 @@ class SamplingOptions:
     def check(self) -> "SamplingOptions":
         limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0),
                   "occupancy_temperature": (0.01, 5.0), "coarse_cfg_scale": (0.0, 20.0),
-                  "refine_steps": (0, 256), "refine_fraction": (0.01, 1.0)}
+                  "refine_steps": (0, 256), "refine_fraction": (0.01, 1.0), "refine_cfg_scale": (0.0, 20.0),
+                  "refine_temperature": (0.01, 5.0)}
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
             if v is not None and not lo <= v <= hi:
@@ -91,7 +94,7 @@ class SamplingOptions:
         """The settings that shape a result, as plain JSON (for result files and GLB metadata)."""
         out = {k: getattr(self, k) for k in ("num_steps", "schedule", "policy", "top_k", "temperature", "cfg_scale",
                                              "choice_noise", "occupancy_first", "occupancy_temperature", "coarse_cfg_scale",
-                                             "hierarchy", "min_part", "refine_steps", "refine_fraction")}
+                                             "hierarchy", "min_part", "refine_steps", "refine_fraction", "refine_cfg_scale", "refine_temperature")}
         return {**out, "temperature": list(self.temperature)}
 
 
@@ -352,7 +355,8 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             yield Step(s, total, tokens.cpu(), mask.cpu(), commit.cpu(), confidence.cpu(), order.cpu(),
                        entropy.cpu(), scale, temp, preview)
         free = ~known_mask if known_mask is not None else torch.ones_like(mask)   # generated positions: may be refined
-        scale, temp = options.cfg_scale, options.temperature[1]
+        scale = options.cfg_scale if options.refine_cfg_scale is None else options.refine_cfg_scale
+        temp = options.temperature[1] if options.refine_temperature is None else options.refine_temperature
         for r in range(1, options.refine_steps + 1):
             redo = _refine_pick(model, tokens, empty, options.refine_fraction, generator) & free
             logits = _guided_logits(model, tokens, redo, labels, null, cond, level_guidance(options, scale, bool(nc)))

@@ -210,6 +210,9 @@ def test_refinement_redraws_a_share_of_the_surface_band_after_decoding(nets):
     assert not torch.equal(steps[5].tokens, steps[-1].tokens)                       # it does redraw something
     again = _run(nets, opts={"refine_steps": 3, "refine_fraction": 0.2, "preview": False})
     assert torch.equal(again[-1].tokens, steps[-1].tokens)
+    own = _run(nets, opts={"refine_steps": 2, "refine_cfg_scale": 1.0, "refine_temperature": 0.3, "preview": False})
+    assert [(s.cfg_scale, s.temperature) for s in own[6:]] == [(1.0, 0.3)] * 2
+    assert torch.equal(own[5].tokens, steps[5].tokens)                               # decoding itself unchanged
 
 
 def test_refinement_never_touches_visible_tokens(nets):
