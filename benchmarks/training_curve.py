@@ -69,7 +69,7 @@ def plot(points, means, window: int, path: Path, title: str, size=(900, 420)) ->
         d.line([(x, H - bottom), (x, H - bottom + 4)], fill="black")
         d.text((x - 12, H - bottom + 8), str(s), fill="black")
     d.line([xy(s, v) for s, v in points], fill=(170, 190, 230), width=1)
-    d.line([xy(min(s, x1) - w / 2, v) for (s, v), w in zip(means, [window] * len(means))], fill=(20, 60, 160), width=3)
+    d.line([xy(min(s, x1) - window / 2, v) for s, v in means], fill=(20, 60, 160), width=3)
     d.rectangle([left, top, W - right, H - bottom], outline="black")
     d.text((left, 12), title, fill="black")
     d.text((W // 2 - 60, H - 18), "training step (batch 16)", fill="black")

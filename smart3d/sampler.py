@@ -25,8 +25,8 @@ Every position is committed exactly once (the paper's Proposition 1): positions 
 when committed and are never revisited. Optional refinement rounds (``refine_steps``, off by
 default) come after the decoding steps: each re-masks a random share of the fine tokens in the
 surface band and redraws them with the rest as context (on 50 validation chairs / airplanes it made
-samples worse: ``benchmarks/results/sweep_val50_refine*.json``). In completion mode the visible tokens are given, never
-change, and the schedule runs over the missing ones only. Same generator state, same result.
+samples worse: ``benchmarks/results/sweep_val50_refine*.json``). In completion mode the visible
+tokens are given, never change (nor are they refined), and the schedule runs over the missing ones only. Same generator state, same result.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def _spatial_prior(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.T
     nc = model.layout.num_coarse
     bonus = torch.zeros(B, L, device=tokens.device)
     occupied = (~mask) & (tokens != empty[None])                        # committed, not empty space
-    n = 8
+    n = G.LATTICE
     fine_occ = occupied[:, nc:].float().view(B, 1, n, n, n)
     near = F.avg_pool3d(fine_occ, 3, stride=1, padding=1, count_include_pad=False).view(B, -1)
     bonus[:, nc:] = near                                                # fraction of occupied neighbours
@@ -250,17 +250,18 @@ def _guided_logits(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.T
 def surface_band(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
     """Fine positions that hold surface or touch one that does (26-neighbourhood): (B, L) bool."""
     B, L = tokens.shape
-    nc, n = model.layout.num_coarse, 8
+    nc, n = model.layout.num_coarse, G.LATTICE
     occupied = (tokens[:, nc:] != empty[None, nc:]).float().view(B, 1, n, n, n)
     band = torch.zeros(B, L, dtype=torch.bool, device=tokens.device)
     band[:, nc:] = F.max_pool3d(occupied, 3, stride=1, padding=1).view(B, -1) > 0
     return band
 
 
-def _refine_pick(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor, fraction: float,
-                 generator) -> torch.Tensor:
-    """A random ``fraction`` of each sample's surface band (at least one position): (B, L) bool."""
-    band = surface_band(model, tokens, empty)
+def _refine_pick(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor, free: torch.Tensor,
+                 fraction: float, generator) -> torch.Tensor:
+    """A random ``fraction`` of each sample's surface band among the ``free`` (not given) positions,
+    at least one where that band is not empty: (B, L) bool."""
+    band = surface_band(model, tokens, empty) & free
     score = torch.rand(band.shape, generator=generator).to(tokens.device).masked_fill(~band, -1.0)
     n = (band.sum(1).float() * fraction).ceil().long().clamp(min=1)
     rank = score.argsort(1, descending=True).argsort(1)
@@ -361,7 +362,7 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
         scale = options.cfg_scale if options.refine_cfg_scale is None else options.refine_cfg_scale
         temp = options.temperature[1] if options.refine_temperature is None else options.refine_temperature
         for r in range(1, options.refine_steps + 1):
-            redo = _refine_pick(model, tokens, empty, options.refine_fraction, generator) & free
+            redo = _refine_pick(model, tokens, empty, free, options.refine_fraction, generator)
             logits = _guided_logits(model, tokens, redo, labels, null, cond, level_guidance(options, scale, bool(nc)))
             lg = logits[-1].float()
             logp = lg.log_softmax(-1)

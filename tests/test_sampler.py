@@ -224,6 +224,10 @@ def test_refinement_never_touches_visible_tokens(nets):
     assert any(s.committed.any() for s in steps[6:])
     for s in steps:
         assert torch.equal(s.tokens[visible], known[visible]) and not s.committed[visible].any()
+    model, tok = nets
+    for prev, s in zip(steps[5:], steps[6:]):                                      # the share is of the free band
+        free_band = surface_band(model, prev.tokens, empty_tokens(tok)) & ~visible
+        assert torch.equal(s.committed.sum(1), (free_band.sum(1).float() * 0.5).ceil().long())
 
 
 def test_surface_band_is_occupied_patches_and_their_neighbours(nets):
