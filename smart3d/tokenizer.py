@@ -49,6 +49,8 @@ class TokenizerConfig:
     voxel_width: int = 0              # > 0 (with fine_width): a residual 32^3 refinement stage of this many channels
     coarse_pool: int = 2              # coarse input: 8^3 block max-pooled by this -> 4^3 bits
     levels: int = 2                   # 2 = coarse + fine, 1 = fine only (ablation)
+    quantize: bool = True             # False: continuous patch latents, no fine codebook (ablation: what
+                                      # quantisation costs; such a model reconstructs but has no tokens)
     ema_decay: float = 0.99           # codebook EMA
     commitment: float = 0.25          # weight of the commitment loss
 
@@ -58,6 +60,8 @@ PRESETS = {"base": TokenizerConfig(),
            "codes4096": TokenizerConfig(codebook_size=4096),      # what thin parts need (patch_codebook_ceiling.py)
            "fine16": TokenizerConfig(fine_width=32),              # decoder with a 16^3 stage (``train decoder``)
            "fine32": TokenizerConfig(fine_width=32, voxel_width=8),  # ... and a 32^3 refinement (``train decoder``)
+           "codes8192": TokenizerConfig(codebook_size=8192, fine_width=32, voxel_width=8),  # 13 bits per patch
+           "continuous": TokenizerConfig(quantize=False, fine_width=32, voxel_width=8),    # bottleneck ceiling
            "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}
 
 COARSE_LATTICE = G.LATTICE // 2       # 4: coarse tokens per side
@@ -117,9 +121,14 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("embed_sum", self.codebook.clone())
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """z : (N, D) -> (N,) int64 index of the nearest code."""
-        d = (z.pow(2).sum(1, keepdim=True) - 2 * z @ self.codebook.t() + self.codebook.pow(2).sum(1)[None])
-        return d.argmin(1)
+        """z : (N, D) -> (N,) int64 index of the nearest code.
+
+        Distances are taken once per distinct latent (most patches are empty space and share one)
+        and without the ``|z|^2`` term, which does not change the argmin: ~10x faster at 8192 codes.
+        """
+        uniq, inverse = torch.unique(z, dim=0, return_inverse=True)
+        d = torch.addmm(self.codebook.pow(2).sum(1)[None], uniq, self.codebook.t(), alpha=-2.0)
+        return d.argmin(1)[inverse]
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z : (N, D) -> quantised with straight-through gradient (N, D), indices (N,), commitment loss."""
@@ -133,9 +142,8 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, z: torch.Tensor, idx: torch.Tensor) -> None:
         K = self.codebook.shape[0]
-        onehot = F.one_hot(idx, K).to(z.dtype)                              # (N, K): matmul beats index_add on CPU
-        onehot_sum = onehot.sum(0)
-        embed = onehot.t() @ z                                              # (K, D)
+        onehot_sum = torch.bincount(idx, minlength=K).to(z.dtype)           # (K,) inputs per code
+        embed = torch.zeros_like(self.codebook).index_add_(0, idx, z)       # (K, D) their sum
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(onehot_sum)
             torch.distributed.all_reduce(embed)
@@ -277,6 +285,8 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Surface features (B, 10, 32, 32, 32) -> token sequence (B, L) int64, ``[coarse | fine]``."""
+        if not self.config.quantize:
+            raise ValueError("this tokenizer has continuous latents (quantize=False, an ablation): it has no tokens")
         B = features.shape[0]
         fine = self.quantizer.indices(self._fine_latents(features).flatten(0, 1)).view(B, -1)
         if self.config.levels == 1:
@@ -316,6 +326,14 @@ class Tokenizer(nn.Module):
         fine = tokens[:, self.layout.num_coarse:]
         return self.decoder(self.quantizer.codebook[fine])
 
+    @torch.no_grad()
+    def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
+        """Surface features (B, 10, 32^3) -> occupancy logits (B, 32, 32, 32): through the tokens, or
+        straight through the continuous latents of a ``quantize=False`` ablation."""
+        if self.config.quantize:
+            return self.decode(self.encode(features))
+        return self.decoder(self._fine_latents(features))
+
     def decode_coarse(self, tokens: torch.Tensor) -> torch.Tensor:
         """Coarse tokens of a sequence (B, L) -> occupancy probabilities of the pooled grid (B, 16, 16, 16)."""
         assert self.config.levels == 2, "fine-only tokenizer has no coarse level"
@@ -329,11 +347,15 @@ class Tokenizer(nn.Module):
         """Losses and diagnostics for a batch: features (B, 10, 32^3) float, sdf (B, 32^3) float."""
         B = features.shape[0]
         z = self._fine_latents(features)
-        q, idx, commit = self.quantizer(z.flatten(0, 1))
-        logits = self.decoder(q.view_as(z))
+        if self.config.quantize:
+            q, idx, commit = self.quantizer(z.flatten(0, 1))
+            q, idx = q.view_as(z), idx.view(B, -1)
+        else:
+            q, idx, commit = z, None, z.new_zeros(())
+        logits = self.decoder(q)
         target = soft_occupancy(sdf)
         recon = F.binary_cross_entropy_with_logits(logits, target)
-        out = {"recon": recon, "commit": commit, "fine_idx": idx.view(B, -1), "logits": logits}
+        out = {"recon": recon, "commit": commit, "fine_idx": idx, "logits": logits}
         loss = recon + self.config.commitment * commit
         if self.config.levels == 2:
             zc = self._coarse_latents(features)

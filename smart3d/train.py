@@ -180,25 +180,37 @@ def train_classifier_cmd(args: argparse.Namespace) -> None:
 
 @torch.no_grad()
 def tokenizer_metrics(model, dense: np.ndarray, occupancy: np.ndarray, device, batch_size: int = 32,
-                      num_points: int | None = None) -> dict:
+                      num_points: int | None = None, labels: np.ndarray | None = None) -> dict:
     """Mean voxel IoU of reconstructions, codebook usage and perplexity on a set of shapes.
 
     dense : (K, N, 3) surface points; the first ``num_points`` of each are encoded (all if None).
+    labels : (K,) class indices; if given, the mean IoU of each class is reported too.
     """
     from .tokenizer import iou, usage_stats
 
     was = model.training
     model.eval()
     ious, fine, coarse = [], [], []
+    quantized = model.config.quantize
     for i in range(0, len(dense), batch_size):
-        tokens = model.encode_points(torch.from_numpy(dense[i:i + batch_size, :num_points].astype(np.float32)))
-        ious.append(iou(model.decode(tokens), torch.from_numpy(occupancy[i:i + batch_size]).to(device)).cpu())
-        fine.append(tokens[:, model.layout.num_coarse:].cpu())
-        coarse.append(tokens[:, :model.layout.num_coarse].cpu())
+        pts = torch.from_numpy(dense[i:i + batch_size, :num_points].astype(np.float32))
+        feats = G.surface_features(pts).to(device)
+        occ = torch.from_numpy(occupancy[i:i + batch_size]).to(device)
+        if quantized:
+            tokens = model.encode(feats)
+            ious.append(iou(model.decode(tokens), occ).cpu())
+            fine.append(tokens[:, model.layout.num_coarse:].cpu())
+            coarse.append(tokens[:, :model.layout.num_coarse].cpu())
+        else:
+            ious.append(iou(model.reconstruct(feats), occ).cpu())
     model.train(was)
-    out = {"iou": float(torch.cat(ious).mean()), "ious": torch.cat(ious).numpy(),
-           **{f"fine_{k}": v for k, v in usage_stats(torch.cat(fine), model.config.codebook_size).items()}}
-    if model.layout.num_coarse:
+    ious = torch.cat(ious)
+    out = {"iou": float(ious.mean()), "ious": ious.numpy()}
+    if labels is not None:
+        out["iou_per_class"] = {CLASSES[c]: float(ious[torch.from_numpy(labels == c)].mean()) for c in np.unique(labels)}
+    if quantized:
+        out.update({f"fine_{k}": v for k, v in usage_stats(torch.cat(fine), model.config.codebook_size).items()})
+    if quantized and model.layout.num_coarse:
         out.update({f"coarse_{k}": v for k, v in
                     usage_stats(torch.cat(coarse), model.config.coarse_codebook_size).items()})
     return out
@@ -211,10 +223,11 @@ def save_tokenizer(model, args: argparse.Namespace, val, device, world: int, ste
     ``train_seconds`` counts this run's wall time since ``t0`` (validation included) plus
     ``t_used`` from the runs it resumed.
     """
-    m = tokenizer_metrics(model, val.dense, val.occupancy, device)
+    m = tokenizer_metrics(model, val.dense, val.occupancy, device, labels=val.labels)
     seconds = t_used + time.time() - t0
     summary = {k: v for k, v in m.items() if k != "ious"}
-    print(f"{title} (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
+    print(f"{title} (val): " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "iou_per_class"))
+    print("val IoU per class: " + ", ".join(f"{k} {v:.3f}" for k, v in summary["iou_per_class"].items()))
     out_path = Path(args.out or WEIGHTS_DIR / "tokenizer")
     save_pretrained(model, model.config, out_path, preset=args.preset, command=_command_line(args, command_keys),
                     train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=summary,

@@ -146,3 +146,18 @@ def test_iou():
     half = a.clone()
     half[0, :8] = False
     assert iou(logits, half).item() == pytest.approx(0.5)
+
+
+def test_continuous_ablation_reconstructs_through_its_latents_and_has_no_tokens(tiny):
+    from dataclasses import replace
+    torch.manual_seed(0)
+    cont = Tokenizer(replace(PRESETS["tiny"], quantize=False)).eval()
+    feats = G.surface_features([_random_points(3, 5000)])
+    out = cont(feats, torch.randn(1, 32, 32, 32))
+    assert out["fine_idx"] is None and float(out["commit"]) == 0.0 and torch.isfinite(out["loss"])
+    logits = cont.reconstruct(feats)
+    assert logits.shape == (1, 32, 32, 32)
+    assert torch.allclose(logits, cont.decoder(cont._fine_latents(feats)))
+    with pytest.raises(ValueError, match="no tokens"):
+        cont.encode(feats)
+    assert torch.equal(tiny.reconstruct(feats), tiny.decode(tiny.encode(feats)))   # quantised: via the tokens
