@@ -162,7 +162,7 @@ def _reloads_watertight(mesh) -> bool:
 def evaluate_reconstruction(args: argparse.Namespace) -> dict:
     from .dataset import load_split
     from .export import MESH_FORMATS
-    from .geometry import mesh_from_field, sample_surface
+    from .geometry import mesh_from_field, sample_surface, surface_features
     from .metrics import chamfer_distance
     from .tokenizer import Tokenizer, TokenizerConfig, iou, usage_stats
     from .weights import best_device, load_pretrained, read_config
@@ -184,10 +184,11 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
             occ = torch.from_numpy(test.occupancy[b]).to(device)
             dense = torch.from_numpy(test.dense[b].astype(np.float32))
             with torch.no_grad():
-                tokens = tok.encode_points(dense)
-                logits = tok.decode(tokens)
-                sparse_ious.append(iou(tok.decode(tok.encode_points(dense[:, :SPARSE_POINTS])), occ).cpu())
-            all_tokens.append(tokens.cpu())
+                feats = surface_features(dense).to(device)
+                logits = tok.reconstruct(feats)
+                sparse_ious.append(iou(tok.reconstruct(surface_features(dense[:, :SPARSE_POINTS]).to(device)), occ).cpu())
+                if tok.config.quantize:                  # (a continuous ablation has no tokens to count)
+                    all_tokens.append(tok.encode(feats).cpu())
             ious.append(iou(logits, occ).cpu())
             for j, k in enumerate(b):
                 mesh = mesh_from_field(torch.sigmoid(logits[j]).cpu().numpy(), 0.5)
@@ -202,11 +203,12 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
         per_class[c] = {"iou": m_iou, "min_iou": float(torch.cat(ious).min()), f"iou_{SPARSE_POINTS}_points": m_sparse,
                         "cd_x1e3": m_cd, "num": int(len(sel))}
         rows.append([c, len(sel), m_iou, m_sparse, 1e3 * float(np.median(cds)), m_cd])
-    tokens = torch.cat(all_tokens)
-    nc = tok.layout.num_coarse
-    usage = {"fine": usage_stats(tokens[:, nc:], tok.config.codebook_size)}
-    if nc:
-        usage["coarse"] = usage_stats(tokens[:, :nc], tok.config.coarse_codebook_size)
+    nc, usage = tok.layout.num_coarse, {}
+    if all_tokens:
+        tokens = torch.cat(all_tokens)
+        usage["fine"] = usage_stats(tokens[:, nc:], tok.config.codebook_size)
+        if nc:
+            usage["coarse"] = usage_stats(tokens[:, :nc], tok.config.coarse_codebook_size)
     mean_iou = float(np.mean([v["iou"] for v in per_class.values()]))
     mean_sparse = float(np.mean([v[f"iou_{SPARSE_POINTS}_points"] for v in per_class.values()]))
     rows.append(["mean", "", mean_iou, mean_sparse, float("nan"), float(np.mean([v["cd_x1e3"] for v in per_class.values()]))])
