@@ -8,8 +8,10 @@ so the share of such voxels says how much IoU depends on sub-voxel placement (th
 Also reports the binary cross-entropy floor of the tokenizer's soft-occupancy target (its
 entropy), which no decoder can go below, and where the shipped tokenizer's reconstruction errs:
 the share of its wrong voxels (either way) whose centre lies within d voxels of the surface, and
-the IoU it would reach if every voxel within 0.25 voxel of the surface were counted right. Prints a table per class and writes JSON (default
-``benchmarks/results/surface_margin.json``).
+the IoU it would reach if every voxel within 0.25 voxel of the surface were counted right, and its
+IoU when the logits are cut at other thresholds than 0 (if another cut did much better, the
+decoder would be miscalibrated; if 0 is best, the missing IoU is information the tokens lack).
+Prints a table per class and writes JSON (default ``benchmarks/results/surface_margin.json``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from smart3d.tokenizer import Tokenizer, TokenizerConfig, iou, soft_occupancy  #
 from smart3d.weights import WEIGHTS_DIR, load_pretrained  # noqa: E402
 
 BANDS = (0.1, 0.25, 0.5, 1.0)        # distances to the surface, in voxels
+THRESHOLDS = (-1.0, -0.5, -0.25, 0.25, 0.5)   # other cuts of the logits than 0
 
 
 def margin_stats(sdf: np.ndarray) -> dict:
@@ -56,8 +59,9 @@ def error_stats(tokenizer, dense: np.ndarray, sdf: np.ndarray, batch: int = 25) 
     wrong = (logits > 0) != inside
     fixed = torch.where(d.abs() < 0.25, inside.float() * 2 - 1, logits)      # the voxels near the surface made right
     out = {f"errors within {b} voxel %": float(100 * (wrong & (d.abs() < b)).sum() / wrong.sum()) for b in BANDS}
+    cuts = {f"iou at logit {t}": float(iou(logits - t, inside).mean()) for t in THRESHOLDS}
     return {**out, "iou": float(iou(logits, inside).mean()),
-            "iou if right within 0.25 voxel": float(iou(fixed, inside).mean())}
+            "iou if right within 0.25 voxel": float(iou(fixed, inside).mean()), **cuts}
 
 
 def main() -> None:
@@ -85,6 +89,11 @@ def main() -> None:
     for c, v in {**per_class, "mean": mean}.items():
         print(f"{c:10s}" + "".join(f"{v[f'errors within {b} voxel %']:10.1f}" for b in BANDS)
               + f"{v['iou']:8.3f}{v['iou if right within 0.25 voxel']:11.3f}")
+    print("\nshipped tokenizer: IoU when its logits are cut at t instead of 0")
+    print(f"{'class':10s}" + "".join(f"{'t = ' + str(t):>10s}" for t in (*THRESHOLDS[:3], 0.0, *THRESHOLDS[3:])))
+    for c, v in {**per_class, "mean": mean}.items():
+        cut = {**{t: v[f"iou at logit {t}"] for t in THRESHOLDS}, 0.0: v["iou"]}
+        print(f"{c:10s}" + "".join(f"{cut[t]:10.3f}" for t in sorted(cut)))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"split": args.split, "num": args.num, "tokenizer": args.tokenizer,
                                           "per_class": per_class, "mean": mean}, indent=2) + "\n")
