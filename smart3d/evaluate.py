@@ -185,10 +185,10 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
             dense = torch.from_numpy(test.dense[b].astype(np.float32))
             with torch.no_grad():
                 feats = surface_features(dense).to(device)
-                logits = tok.reconstruct(feats)
-                sparse_ious.append(iou(tok.reconstruct(surface_features(dense[:, :SPARSE_POINTS]).to(device)), occ).cpu())
-                if tok.config.quantize:                  # (a continuous ablation has no tokens to count)
-                    all_tokens.append(tok.encode(feats).cpu())
+                logits, tokens = tok.reconstruct(feats)
+                sparse_ious.append(iou(tok.reconstruct(surface_features(dense[:, :SPARSE_POINTS]).to(device))[0], occ).cpu())
+                if tokens is not None:                   # (a continuous ablation has no tokens to count)
+                    all_tokens.append(tokens.cpu())
             ious.append(iou(logits, occ).cpu())
             for j, k in enumerate(b):
                 mesh = mesh_from_field(torch.sigmoid(logits[j]).cpu().numpy(), 0.5)

@@ -327,12 +327,13 @@ class Tokenizer(nn.Module):
         return self.decoder(self.quantizer.codebook[fine])
 
     @torch.no_grad()
-    def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
-        """Surface features (B, 10, 32^3) -> occupancy logits (B, 32, 32, 32): through the tokens, or
-        straight through the continuous latents of a ``quantize=False`` ablation."""
+    def reconstruct(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Surface features (B, 10, 32^3) -> occupancy logits (B, 32, 32, 32) and the tokens (B, L) they
+        were decoded from; a ``quantize=False`` ablation decodes its continuous latents (tokens None)."""
         if self.config.quantize:
-            return self.decode(self.encode(features))
-        return self.decoder(self._fine_latents(features))
+            tokens = self.encode(features)
+            return self.decode(tokens), tokens
+        return self.decoder(self._fine_latents(features)), None
 
     def decode_coarse(self, tokens: torch.Tensor) -> torch.Tensor:
         """Coarse tokens of a sequence (B, L) -> occupancy probabilities of the pooled grid (B, 16, 16, 16)."""

@@ -196,13 +196,11 @@ def tokenizer_metrics(model, dense: np.ndarray, occupancy: np.ndarray, device, b
         pts = torch.from_numpy(dense[i:i + batch_size, :num_points].astype(np.float32))
         feats = G.surface_features(pts).to(device)
         occ = torch.from_numpy(occupancy[i:i + batch_size]).to(device)
+        logits, tokens = model.reconstruct(feats)
+        ious.append(iou(logits, occ).cpu())
         if quantized:
-            tokens = model.encode(feats)
-            ious.append(iou(model.decode(tokens), occ).cpu())
             fine.append(tokens[:, model.layout.num_coarse:].cpu())
             coarse.append(tokens[:, :model.layout.num_coarse].cpu())
-        else:
-            ious.append(iou(model.reconstruct(feats), occ).cpu())
     model.train(was)
     ious = torch.cat(ious)
     out = {"iou": float(ious.mean()), "ious": ious.numpy()}

@@ -155,9 +155,10 @@ def test_continuous_ablation_reconstructs_through_its_latents_and_has_no_tokens(
     feats = G.surface_features([_random_points(3, 5000)])
     out = cont(feats, torch.randn(1, 32, 32, 32))
     assert out["fine_idx"] is None and float(out["commit"]) == 0.0 and torch.isfinite(out["loss"])
-    logits = cont.reconstruct(feats)
-    assert logits.shape == (1, 32, 32, 32)
+    logits, tokens = cont.reconstruct(feats)
+    assert logits.shape == (1, 32, 32, 32) and tokens is None
     assert torch.allclose(logits, cont.decoder(cont._fine_latents(feats)))
     with pytest.raises(ValueError, match="no tokens"):
         cont.encode(feats)
-    assert torch.equal(tiny.reconstruct(feats), tiny.decode(tiny.encode(feats)))   # quantised: via the tokens
+    logits, tokens = tiny.reconstruct(feats)                             # quantised: via the tokens
+    assert torch.equal(tokens, tiny.encode(feats)) and torch.equal(logits, tiny.decode(tokens))
