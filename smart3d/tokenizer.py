@@ -47,6 +47,7 @@ class TokenizerConfig:
     blocks: int = 2                   # residual blocks at each decoder scale
     fine_width: int = 0               # > 0: decode through a 16^3 stage of this many channels (0: 8^3 -> 32^3 directly)
     voxel_width: int = 0              # > 0 (with fine_width): a residual 32^3 refinement stage of this many channels
+    token_embed: bool = False         # decoder also learns an embedding per fine code (added to its projected vector)
     coarse_pool: int = 2              # coarse input: 8^3 block max-pooled by this -> 4^3 bits
     levels: int = 2                   # 2 = coarse + fine, 1 = fine only (ablation)
     quantize: bool = True             # False: continuous patch latents, no fine codebook (ablation: what
@@ -60,6 +61,8 @@ PRESETS = {"base": TokenizerConfig(),
            "codes4096": TokenizerConfig(codebook_size=4096),      # what thin parts need (patch_codebook_ceiling.py)
            "fine16": TokenizerConfig(fine_width=32),              # decoder with a 16^3 stage (``train decoder``)
            "fine32": TokenizerConfig(fine_width=32, voxel_width=8),  # ... and a 32^3 refinement (``train decoder``)
+           "fine32e": TokenizerConfig(fine_width=32, voxel_width=8, token_embed=True),  # ... and a table per code
+           "wide": TokenizerConfig(width=64, fine_width=32, voxel_width=8, token_embed=True),  # twice the 8^3 width
            "codes8192": TokenizerConfig(codebook_size=8192, fine_width=32, voxel_width=8),  # 13 bits per patch
            "continuous": TokenizerConfig(quantize=False, fine_width=32, voxel_width=8),    # bottleneck ceiling
            "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}
@@ -201,6 +204,9 @@ class FieldDecoder(nn.Module):
         super().__init__()
         w = c.width
         self.inp = nn.Conv3d(c.code_dim, w, 1)
+        if c.token_embed:                                          # starts at zero: warm starts keep their fields
+            self.embed = nn.Embedding(c.codebook_size, w)
+            nn.init.zeros_(self.embed.weight)
         self.hi = nn.Sequential(*[ResBlock3d(w) for _ in range(c.blocks)])
         self.down = nn.Conv3d(w, 2 * w, 2, stride=2)
         self.lo = nn.Sequential(*[ResBlock3d(2 * w) for _ in range(2 * c.blocks)])
@@ -221,12 +227,19 @@ class FieldDecoder(nn.Module):
             self.shuffle = nn.Linear(w, G.PATCH**3)                # each token emits its 4^3 voxels
         self.smooth = nn.Conv3d(1, 1, 3, padding=1)                # (wider convs at 32^3 are slow on CPU)
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes : (B, 512, D) -> logits (B, 32, 32, 32)."""
+    def forward(self, codes: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """codes : (B, 512, D) code vectors of the fine tokens (B, 512) -> logits (B, 32, 32, 32).
+
+        ``tokens`` are needed by a decoder with ``token_embed``; a decoder without it ignores them.
+        """
         B, L, D = codes.shape
         n = G.LATTICE
         x = codes.transpose(1, 2).reshape(B, D, n, n, n)           # (B, D, 8, 8, 8)
-        h = self.hi(self.inp(x))
+        h = self.inp(x)
+        if hasattr(self, "embed"):
+            assert tokens is not None, "this decoder learns an embedding per code: pass the tokens"
+            h = h + self.embed(tokens).transpose(1, 2).reshape(B, -1, n, n, n)
+        h = self.hi(h)
         h = self.out(h + self.up(self.lo(self.down(h))))            # (B, w, 8, 8, 8)
         t = self.shuffle(h.flatten(2).transpose(1, 2))              # (B, 512, 64) or (B, 512, 8 f)
         if self.fine_width:
@@ -324,7 +337,7 @@ class Tokenizer(nn.Module):
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token sequence (B, L) -> occupancy logits (B, 32, 32, 32) float32 (uses the fine tokens)."""
         fine = tokens[:, self.layout.num_coarse:]
-        return self.decoder(self.quantizer.codebook[fine])
+        return self.decoder(self.quantizer.codebook[fine], fine)
 
     @torch.no_grad()
     def reconstruct(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -353,7 +366,7 @@ class Tokenizer(nn.Module):
             q, idx = q.view_as(z), idx.view(B, -1)
         else:
             q, idx, commit = z, None, z.new_zeros(())
-        logits = self.decoder(q)
+        logits = self.decoder(q, idx)
         target = soft_occupancy(sdf)
         recon = F.binary_cross_entropy_with_logits(logits, target)
         out = {"recon": recon, "commit": commit, "fine_idx": idx, "logits": logits}

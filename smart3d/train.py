@@ -297,7 +297,7 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
 # Decoder on frozen tokens
 # --------------------------------------------------------------------------------------------
 
-DECODER_FIELDS = ("width", "blocks", "fine_width", "voxel_width")
+DECODER_FIELDS = ("width", "blocks", "fine_width", "voxel_width", "token_embed")
 
 
 def nearest_codes(codebook: torch.Tensor, exclude: int, k: int = 8) -> torch.Tensor:
@@ -373,8 +373,9 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
         fine = tokens[b][:, model.layout.num_coarse:]
         if args.token_noise > 0:
             fine = perturb_tokens(fine, near, empty, args.token_noise, g)
-        codes = model.quantizer.codebook[fine.to(device)]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ddp(codes), soft_occupancy(target.to(device)))
+        fine = fine.to(device)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ddp(model.quantizer.codebook[fine], fine),
+                                                                    soft_occupancy(target.to(device)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -120,6 +120,37 @@ def test_voxel_refinement_starts_as_the_decoder_without_it_then_learns():
     assert refined.refine[0].net[2].weight.grad.abs().sum() > 0
 
 
+def test_code_embedding_starts_as_the_decoder_without_it_then_learns_per_code():
+    """``token_embed`` adds a table per fine code that starts at zero (warm starts keep their fields);
+    trained, it changes the field of the codes it saw and needs the tokens to decode."""
+    from dataclasses import replace
+
+    from smart3d.tokenizer import FieldDecoder
+
+    torch.manual_seed(0)
+    small = replace(PRESETS["tiny"], fine_width=8)
+    base, embedded = FieldDecoder(small), FieldDecoder(replace(small, token_embed=True))
+    state = embedded.state_dict()
+    state.update(base.state_dict())
+    embedded.load_state_dict(state)
+    tokens = torch.randint(1, small.codebook_size, (2, 512))
+    tokens[:, :256] = 0                                   # code 0 never trained below
+    codes = torch.randn(small.codebook_size, small.code_dim)[tokens]
+    with torch.no_grad():
+        assert torch.equal(base(codes), embedded(codes, tokens))
+    opt = torch.optim.SGD(embedded.embed.parameters(), lr=1.0)
+    trained = tokens.clone()
+    trained[:, :256] = 1
+    opt.zero_grad()
+    embedded(codes, trained).square().mean().backward()
+    opt.step()
+    assert embedded.embed.weight[0].abs().sum() == 0 and embedded.embed.weight[1].abs().sum() > 0
+    with torch.no_grad():
+        assert not torch.equal(base(codes), embedded(codes, tokens))
+    with pytest.raises(AssertionError, match="pass the tokens"):
+        embedded(codes)
+
+
 def test_soft_occupancy_thresholds_at_the_surface():
     sdf = torch.linspace(-0.2, 0.2, 101)
     t = soft_occupancy(sdf)

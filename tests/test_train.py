@@ -65,7 +65,8 @@ def test_ddp_two_processes_keep_replicas_identical(workdir):
     assert cfg["steps"] == 4 and cfg["hardware"].startswith("2 x")
 
 
-def test_decoder_run_keeps_every_token(workdir):
+@pytest.mark.parametrize("preset", ["fine16", "fine32e"])
+def test_decoder_run_keeps_every_token(workdir, preset):
     """``train decoder`` swaps in a larger decoder but leaves the encoder and codes as they were."""
     import numpy as np
 
@@ -73,11 +74,13 @@ def test_decoder_run_keeps_every_token(workdir):
     from smart3d.weights import load_pretrained
 
     d, common = workdir
-    _run(["train", "decoder", "--preset", "fine16", "--steps", "3", "--tokenizer", str(d / "tokenizer"),
-          "--token-noise", "0.3", "--checkpoint", str(d / "dec.pt"), "--out", str(d / "tokenizer_dec"), *common], d)
+    _run(["train", "decoder", "--preset", preset, "--steps", "3", "--tokenizer", str(d / "tokenizer"),
+          "--token-noise", "0.3", "--checkpoint", str(d / f"dec_{preset}.pt"), "--out", str(d / "tokenizer_dec"),
+          *common], d)
     old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
     new = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer_dec")
     assert new.config.fine_width == 32 and old.config.fine_width == 0
+    assert new.config.token_embed == (preset == "fine32e") and not old.config.token_embed
     assert new.config.codebook_size == old.config.codebook_size == 64
     pts = [np.random.default_rng(s).uniform(-0.8, 0.8, (2000, 3)).astype(np.float32) for s in range(3)]
     tokens = old.encode_points(pts)
