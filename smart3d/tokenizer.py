@@ -204,8 +204,8 @@ class FieldDecoder(nn.Module):
         super().__init__()
         w = c.width
         self.inp = nn.Conv3d(c.code_dim, w, 1)
-        if c.token_embed:                                          # starts at zero: warm starts keep their fields
-            self.embed = nn.Embedding(c.codebook_size, w)
+        self.embed = nn.Embedding(c.codebook_size, w) if c.token_embed else None
+        if self.embed is not None:                                 # starts at zero: warm starts keep their fields
             nn.init.zeros_(self.embed.weight)
         self.hi = nn.Sequential(*[ResBlock3d(w) for _ in range(c.blocks)])
         self.down = nn.Conv3d(w, 2 * w, 2, stride=2)
@@ -236,7 +236,7 @@ class FieldDecoder(nn.Module):
         n = G.LATTICE
         x = codes.transpose(1, 2).reshape(B, D, n, n, n)           # (B, D, 8, 8, 8)
         h = self.inp(x)
-        if hasattr(self, "embed"):
+        if self.embed is not None:
             assert tokens is not None, "this decoder learns an embedding per code: pass the tokens"
             h = h + self.embed(tokens).transpose(1, 2).reshape(B, -1, n, n, n)
         h = self.hi(h)
