@@ -7,8 +7,10 @@ occupancy of that voxel over all training patches with the same code. This scrip
 lookup from the training split (every ``--train-stride``-th shape, dense clouds, no mirroring),
 decodes the chosen split both ways from the same tokens, and reports IoU per class. It also
 counts where the shipped decoder's wrong voxels lie: in patches with a surface token or in
-patches with the "empty space" token (whose inside/outside only context can tell). Prints a
-table and writes JSON (default ``benchmarks/results/decoder_context.json``).
+patches with the "empty space" token (whose inside/outside only context can tell). For a decoder
+with a learned vector per code (``token_embed``), it reports how large those vectors are next to
+the projected code vectors, and the IoU with them zeroed. Prints a table and writes JSON (default
+``benchmarks/results/decoder_context.json``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,6 +47,25 @@ def code_majority(tokens: torch.Tensor, occupancy: np.ndarray, num_codes: int) -
     return total / count[:, None]
 
 
+def decode_all(tok, tokens: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """Token sequences (K, L) -> occupancy logits (K, 32, 32, 32)."""
+    with torch.no_grad():
+        return torch.cat([tok.decode(tokens[i:i + batch]) for i in range(0, len(tokens), batch)])
+
+
+def code_table_stats(tok, tokens: torch.Tensor, occ: torch.Tensor) -> dict:
+    """Median norm of the per-code vectors over that of the projected codes, and IoU with the table zeroed."""
+    dec = tok.decoder
+    with torch.no_grad():
+        proj = F.conv3d(tok.quantizer.codebook[:, :, None, None, None], dec.inp.weight, dec.inp.bias).flatten(1)
+        ratio = float((dec.embed.weight.norm(dim=1) / proj.norm(dim=1)).median())
+        kept = dec.embed.weight.clone()
+        dec.embed.weight.zero_()
+        zeroed = iou(decode_all(tok, tokens), occ)
+        dec.embed.weight.copy_(kept)
+    return {"median_norm_ratio": ratio, "iou_table_zeroed": float(zeroed.mean())}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--split", default="val", choices=["val", "test"])
@@ -60,8 +82,7 @@ def main() -> None:
                            tok.config.codebook_size)
     tokens = encode_dense(tok, data.dense, mirror=False)
     fine = tokens[:, nc:]
-    with torch.no_grad():
-        logits = torch.cat([tok.decode(tokens[i:i + 32]) for i in range(0, len(tokens), 32)])
+    logits = decode_all(tok, tokens)
     table = torch.from_numpy(G.unpatchify(lookup[fine].numpy())) - 0.5             # > 0: majority inside
     occ = torch.from_numpy(data.occupancy)
     dec_iou, lookup_iou = iou(logits, occ), iou(table, occ)
@@ -77,9 +98,13 @@ def main() -> None:
     errors = {"surface_token_patches": int(wrong[surface].sum()), "empty_token_patches": int(wrong[~surface].sum())}
     print(f"wrong voxels: {errors['surface_token_patches']} in patches with a surface token, "
           f"{errors['empty_token_patches']} in patches with the empty-space token")
+    table_stats = code_table_stats(tok, tokens, occ) if tok.decoder.embed is not None else None
+    if table_stats:
+        print(f"per-code vectors: median norm {table_stats['median_norm_ratio']:.3f} x that of the projected codes; "
+              f"IoU with them zeroed {table_stats['iou_table_zeroed']:.4f} (as trained {float(dec_iou.mean()):.4f})")
     out = {"split": args.split, "train_stride": args.train_stride, "weights": args.weights, "per_class": per_class,
            "mean_decoder_iou": float(dec_iou.mean()), "mean_lookup_iou": float(lookup_iou.mean()),
-           "wrong_voxels": errors, "seconds": time.time() - t0}
+           "wrong_voxels": errors, "code_table": table_stats, "seconds": time.time() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
