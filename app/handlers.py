@@ -30,9 +30,10 @@ import torch
 from smart3d.dataset import check_class
 from smart3d.pipeline import Pipeline
 from smart3d.sampler import SamplingOptions, Step, empty_tokens
+from smart3d.shapes import CLASSES
 
 from .downloads import SessionFiles, write_downloads
-from .inputs import check_image, load_scan, make_scan, write_scan
+from .inputs import load_scan, make_scan, open_image, write_scan
 from .settings import check_color_mode, options_from_ui, resolve_seed
 from .viewers import scan_preview, step_payload, to_json
 
@@ -63,14 +64,14 @@ class Run:
     """One decoding, recorded for replay: what a session's ``gr.State`` holds."""
 
     run_id: str
-    kind: str                              # "generate" or "complete"
+    kind: str                              # "generate", "complete" or "image"
     class_name: str | None
     seed: int
     options: SamplingOptions
     steps: list[Step]                      # every recorded step, batch of one, no previews
     session: str | None
     files: dict[str, Path] = field(default_factory=dict)
-    scan: str | None = None                # description of the scan (completion)
+    scan: str | None = None                # description of the scan (completion) or of the image
 
     @property
     def num_steps(self) -> int:
@@ -151,7 +152,8 @@ class Handlers:
         else:
             metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options.record(),
                         "scan": scan, "generator": "smart3d app"}
-            stem = f"{class_name or 'shape'}{'_completed' if kind == 'complete' else ''}_{seed}"
+            suffix = {"complete": "_completed", "image": "_from_image"}.get(kind, "")
+            stem = f"{class_name or 'shape'}{suffix}_{seed}"
             run.files = write_downloads(result, self.files.new_run(session), stem, metadata)
             downloads = [str(p) for p in run.files.values()]
         yield (viewer, seed, downloads, gr.Slider(minimum=1, maximum=T, value=T, step=1, interactive=True), run)
@@ -251,12 +253,57 @@ class Handlers:
         fig = go.Figure(scan_preview(scan.points))
         return fig, f"{scan.describe()} It covers {observed} of {len(visible) - nc} patches."
 
+    def _image_condition(self, image_file, class_name: str | None, confidence: float):
+        """Checked upload -> (its description, the prepared view as (64, 64, 3) uint8, ImageCondition)."""
+        from smart3d.image import prepare_image
+        from smart3d.image import image_condition as condition_of
+
+        info, picture = open_image(image_file, self.config.max_file_bytes)
+        if self.pipe.image_encoder is None:
+            raise ValueError("This app has no image encoder (weights/image_encoder.safetensors is missing), so it "
+                             "cannot make a shape from a picture. Use the Class or Partial scan tab.")
+        if not (isinstance(confidence, (int, float)) and 0.0 <= confidence <= 1.0):
+            raise ValueError(f"Coarse-token confidence must be a number between 0 and 1; got {confidence!r}.")
+        prepared = prepare_image(picture)
+        label = None if class_name is None else self.pipe.label_of(class_name)
+        cond = condition_of(self.pipe.image_encoder, prepared, float(confidence), label)
+        view = (prepared.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        return info, view, cond
+
+    @staticmethod
+    def _describe(info: str, cond, given_class: bool) -> str:
+        name = CLASSES[cond.label]
+        read = CLASSES[int(cond.class_probs.argmax())]
+        how = (f"class **{name}** (given; the image reads as {read}, p={float(cond.class_probs.max()):.2f})" if given_class
+               else f"class **{name}** (p={float(cond.class_probs[cond.label]):.2f})")
+        return (f"{info} The encoder reads {how}; {int(cond.known.sum())} of the 64 coarse tokens are sure enough "
+                "to be given, the transformer draws the rest.")
+
     @user_errors
-    def image(self, image_file):
-        """Check an uploaded image; image conditioning itself does not exist yet."""
-        info = check_image(image_file, self.config.max_file_bytes)
-        return (f"{info} Image conditioning is **not available yet** (the image encoder is still to be trained), "
-                "so no shape is generated from it.")
+    def image(self, image_file, class_name: str = ANY_CLASS, confidence: float = 0.5):
+        """Check an uploaded image; returns (what the encoder sees, a line on what it reads)."""
+        if image_file is None:                                   # cleared
+            return None, ""
+        class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
+        info, view, cond = self._image_condition(image_file, class_name, confidence)
+        return view, self._describe(info, cond, class_name is not None)
+
+    @user_errors
+    def generate_image(self, image_file, class_name: str, confidence: float, seed: float, randomize_seed: bool,
+                       steps: float, temperature_start: float, temperature_end: float, top_k: float, guidance: float,
+                       schedule: str, policy: str, color_by: str, request: gr.Request = None):
+        """Generate a shape that looks like the object in an image, streaming every decoding step."""
+        class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
+        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
+        color_by = check_color_mode(color_by)
+        seed = resolve_seed(seed, randomize_seed)
+        info, _, cond = self._image_condition(image_file, class_name, confidence)
+        tokens = torch.zeros(self.layout.length, dtype=torch.long)
+        known = torch.zeros(self.layout.length, dtype=torch.bool)
+        nc = self.layout.num_coarse
+        tokens[:nc], known[:nc] = cond.coarse, cond.known
+        yield from self._decode("image", CLASSES[cond.label], seed, options, color_by, _session(request),
+                                tokens, known, self._describe(info, cond, class_name is not None))
 
     # ---- session end ----------------------------------------------------------------------------
 

@@ -118,6 +118,19 @@ def check_image(file, max_bytes: int) -> str:
     return f"{name}: {w} x {h} {fmt} image."
 
 
+def open_image(file, max_bytes: int):
+    """A checked upload (see ``check_image``) -> (one-line description, the decoded PIL image)."""
+    from PIL import Image
+
+    info = check_image(file, max_bytes)
+    try:
+        with Image.open(_as_path(file, "No image given: upload a PNG or JPEG image.")) as im:
+            im.load()
+            return info, im.copy()
+    except OSError:                      # verify() passes some truncated files that fail to decode
+        raise InputError(f"{info.split(':')[0]} is damaged: its pixels cannot be decoded.") from None
+
+
 # --------------------------------------------------------------------------------------------
 # Making a partial scan from a benchmark shape
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The page: input tabs and settings on the left, the step viewer and the results on the right.
 
 ``build_demo(pipe)`` returns the ``gr.Blocks``; ``launch_options(config)`` the matching
-``launch()`` arguments (upload size limit, the example folder). Named API endpoints (for
-``gradio_client``): ``generate``, ``complete``, ``replay``, ``make_scan`` and ``image``; the helper
+``launch()`` arguments (upload size limit, the example folders). Named API endpoints (for
+``gradio_client``): ``generate``, ``complete``, ``generate_image``, ``replay``, ``make_scan`` and
+``image``; the helper
 events (clearing the mesh viewer, showing it after a run, previews, play, recolouring) are private.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from smart3d.pipeline import Pipeline
+from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
 from smart3d.masking import SCHEDULES
 from smart3d.sampler import POLICIES
 from smart3d.shapes import CLASSES
@@ -24,6 +25,7 @@ from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_pay
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANS_DIR = ROOT / "assets" / "scans"
+IMAGES_DIR = ROOT / "assets" / "images"
 
 # (file, class) of the example scans written by ``python -m app.make_examples``
 EXAMPLE_SCANS = (("chair_plane_cut.ply", "chair"), ("airplane_single_view.xyz", "airplane"),
@@ -32,14 +34,15 @@ EXAMPLE_SCANS = (("chair_plane_cut.ply", "chair"), ("airplane_single_view.xyz", 
 MESH_CAMERA = (60, 70, None)      # Model3D orbit camera: azimuth, polar angle (deg), default distance
 
 INTRO = """# SMART-3D: watch a 3D shape being decoded, token by token
-Pick a class (or give a partial scan) and press the button: the masked transformer fills the
+Pick a class, give an image or a partial scan, and press the button: the masked transformer fills the
 576 tokens of the shape (64 coarse, 512 fine) over the decoding steps, and each step appears
 in the viewer as it is computed. Afterwards, replay any step with the slider and download the mesh."""
 
-IMAGE_NOTE = """**Image conditioning is not available yet.** The image encoder has not been trained, so this
-tab cannot make a shape from a picture; nothing is generated here. When it exists, it will
-understand renders and clean photos of a single object on a plain background. You can already
-check that a file is a readable image."""
+IMAGE_NOTE = """Give a picture of **one object on a plain background**, seen from the front or side and from
+above (renders like the examples work best; it was trained only on renders of this project's 12
+procedural classes, so photos of real objects are a long shot). A small image encoder reads the
+object's class and the 64 coarse tokens of its rough shape; the transformer then draws the fine
+tokens around them. The picture below is what the encoder sees."""
 
 SCAN_NOTE = """Upload a point cloud or mesh (`.ply .obj .off .stl .glb .xyz .npy .npz .pcd`), pick an
 example, or make a scan from a benchmark shape below. Clouds inside [-1, 1]^3 are used as they
@@ -52,6 +55,7 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
     h = handlers or Handlers(pipe, config)
     gr.set_static_paths([str(PLOTLY_JS)])                    # plotly.js for the step viewer, offline
     examples = [[str(SCANS_DIR / f), c] for f, c in EXAMPLE_SCANS if (SCANS_DIR / f).exists()]
+    image_examples = [[str(p)] for p in sorted(IMAGES_DIR.glob("*.png"))] if pipe.image_encoder is not None else []
 
     with gr.Blocks(title="SMART-3D", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown(INTRO)
@@ -67,8 +71,21 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                         gr.Markdown(IMAGE_NOTE, elem_id="image-note")
                         image_file = gr.File(label="Image (PNG, JPEG, WebP, BMP)", file_types=["image"],
                                              elem_id="image-file")
-                        image_status = gr.Markdown()
-                        gr.Button("Generate from image (not available yet)", interactive=False)
+                        if image_examples:
+                            gr.Examples(image_examples, inputs=[image_file], label="Example images (click one)",
+                                        example_labels=[Path(f).stem.replace("_", " ") for (f,) in image_examples],
+                                        cache_examples=False, elem_id="image-examples")
+                        with gr.Row(equal_height=True):
+                            image_seen = gr.Image(label="What the encoder sees", interactive=False, height=160,
+                                                  width=160, elem_id="image-seen", scale=1)
+                            with gr.Column(scale=2):
+                                image_class = gr.Dropdown([ANY_CLASS, *CLASSES], value=ANY_CLASS, label="Class",
+                                                          info="'any': the class read from the image")
+                                confidence = gr.Slider(0.0, 1.0, value=DEFAULT_IMAGE_CONFIDENCE, step=0.05,
+                                                       label="Give coarse tokens read with at least this confidence",
+                                                       info="1: give none (class only); 0: give all 64")
+                        image_status = gr.Markdown(elem_id="image-status")
+                        image_btn = gr.Button("Generate from image", variant="primary", elem_id="image-btn")
                     with gr.Tab("Partial scan", id="scan"):
                         gr.Markdown(SCAN_NOTE)
                         scan_file = gr.File(label="Partial scan", file_types=list(SCAN_EXTENSIONS), elem_id="scan-file")
@@ -141,7 +158,9 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
 
         play = play_btn.click(h.play, [color_by, run], [viewer, step_slider], api_visibility="private", **light)
         for button, fn, inputs, name in ((generate_btn, h.generate, [class_name, *settings], "generate"),
-                                         (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete")):
+                                         (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete"),
+                                         (image_btn, h.generate_image, [image_file, image_class, confidence, *settings],
+                                          "generate_image")):
             button.click(lambda: None, None, mesh_view, queue=False, api_visibility="private")
             # a Model3D value sent only in a stream's last yield never renders: set it afterwards
             button.click(fn, inputs, stream_out, api_name=name, cancels=[play], **decode).success(
@@ -153,7 +172,10 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         scan_file.change(h.preview_scan, scan_file, [scan_plot, scan_info], api_visibility="private", **light)
         make_btn.click(h.make_scan, [bench_class, bench_index, method, azimuth, elevation, offset], scan_file,
                        api_name="make_scan", **light)
-        image_file.upload(h.image, image_file, image_status, api_name="image", **light)
+        image_inputs = [image_file, image_class, confidence]
+        image_file.change(h.image, image_inputs, [image_seen, image_status], api_name="image", **light)
+        for control in (image_class, confidence):
+            control.input(h.image, image_inputs, [image_seen, image_status], api_visibility="private", **light)
         demo.unload(h.end_session)
 
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.light_concurrency)
@@ -163,5 +185,6 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
 
 def launch_options(config: AppConfig = AppConfig()) -> dict:
     """``demo.launch`` arguments that belong with ``build_demo`` (never ``share``)."""
-    return {"max_file_size": f"{config.max_file_mb:g}mb", "allowed_paths": [str(SCANS_DIR)], "show_error": False,
+    return {"max_file_size": f"{config.max_file_mb:g}mb", "allowed_paths": [str(SCANS_DIR), str(IMAGES_DIR)],
+            "show_error": False,
             "share": False}

@@ -1,5 +1,5 @@
-"""Random tiny weights in the shipped layout (``tokenizer.*`` + ``model.*``), for tests, benchmarks
-and trying the app before trained weights exist. They decode noise, not shapes.
+"""Random tiny weights in the shipped layout (``tokenizer.*``, ``model.*`` and ``image_encoder.*``), for
+tests, benchmarks and trying the app before trained weights exist. They decode noise, not shapes.
 
 With ``solid_decoder=True`` the tokenizer's last layer is pinned to a constant positive logit, so
 every token sequence decodes to the same solid cube: meshes are then deterministic and watertight,
@@ -14,14 +14,17 @@ from pathlib import Path
 import torch
 
 from smart3d import geometry as G
+from smart3d.image import PRESETS as IMAGE_PRESETS
+from smart3d.image import ImageEncoder
 from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.tokenizer import PRESETS as TOKENIZER_PRESETS
 from smart3d.tokenizer import Tokenizer
 from smart3d.weights import save_pretrained
 
 
-def write_tiny_weights(folder: str | Path, seed: int = 0, solid_decoder: bool = True) -> Path:
-    """Write ``folder/tokenizer.{safetensors,json}`` and ``folder/model.{safetensors,json}``."""
+def write_tiny_weights(folder: str | Path, seed: int = 0, solid_decoder: bool = True,
+                       image_encoder: bool = True) -> Path:
+    """Write ``folder/tokenizer.*`` and ``folder/model.*`` (and ``folder/image_encoder.*``)."""
     folder = Path(folder)
     torch.manual_seed(seed)
     tok_cfg = TOKENIZER_PRESETS["tiny"]
@@ -37,4 +40,9 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, solid_decoder: bool = 
     cfg = ModelConfig(depth=2, dim=32, heads=2, codebook_size=tok_cfg.codebook_size,
                       coarse_codebook_size=tok_cfg.coarse_codebook_size)
     save_pretrained(MaskedTransformer(cfg), cfg, folder / "model", note="random tiny weights (app tests)")
+    if image_encoder:
+        img_cfg = IMAGE_PRESETS["tiny"].__class__(**{**IMAGE_PRESETS["tiny"].__dict__,
+                                                      "coarse_codebook_size": tok_cfg.coarse_codebook_size})
+        save_pretrained(ImageEncoder(img_cfg).eval(), img_cfg, folder / "image_encoder",
+                        note="random tiny weights (app tests)")
     return folder

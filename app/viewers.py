@@ -20,7 +20,7 @@ simply replaced. To stay small (about 15 kB) a step shows one marker per token (
 meshes, with fixed axis ranges and camera:
 
 - masked fine tokens: faint grey dots (the region still to decode);
-- given tokens (a partial scan): orange;
+- given tokens (a partial scan's, or the coarse tokens read from an image): orange;
 - committed fine tokens: squares coloured by the step that committed them (or by confidence);
   committed coarse tokens: large open squares in the same colours;
 - tokens committed at this step: red diamonds;
@@ -95,7 +95,8 @@ def _markers(name: str, points: np.ndarray, **marker) -> dict:
 
 
 def _scene(centroids: np.ndarray, num_coarse: int, tokens: np.ndarray, order: np.ndarray,
-           confidence: np.ndarray, empty: np.ndarray, step: int, num_steps: int, color_by: str) -> dict:
+           confidence: np.ndarray, empty: np.ndarray, step: int, num_steps: int, color_by: str,
+           given_name: str = "scan") -> dict:
     """Plotly scene for one step: five traces, always in the same order (cheap ``Plotly.react``)."""
     L = len(tokens)
     fine = np.arange(L) >= num_coarse
@@ -114,7 +115,7 @@ def _scene(centroids: np.ndarray, num_coarse: int, tokens: np.ndarray, order: np
     traces = [
         _markers(f"masked ({int((masked & fine).sum())})", centroids[masked & fine], size=2.5,
                  color=GHOST_COLOR, opacity=0.35),
-        _markers(f"scan ({int(given.sum())})", centroids[given], size=6, color=SCAN_COLOR, symbol="square"),
+        _markers(f"{given_name} ({int(given.sum())})", centroids[given], size=6, color=SCAN_COLOR, symbol="square"),
         _markers(f"committed ({int((done & fine).sum())})", centroids[done & fine], size=6, symbol="square",
                  color=values[done & fine].tolist(), showscale=True,
                  colorbar={"title": {"text": title, "side": "right"}, "thickness": 10, "len": 0.6,
@@ -155,7 +156,7 @@ def step_payload(steps: list[Step], k: int, empty: torch.Tensor, layout: TokenLa
     commits = [int(r.committed[0].sum()) for r in steps[:k]]
     entropies = [float(r.entropy[0]) for r in steps[:k]]
     scene = _scene(layout.centroids().numpy(), layout.num_coarse, tokens, order, s.confidence[0].numpy(),
-                   empty.cpu().numpy(), k, T, color_by)
+                   empty.cpu().numpy(), k, T, color_by, "from image" if kind == "image" else "scan")
     scene["layout"] = dict(scene["layout"], meta={"key": f"{key}:{k}:{color_by}", "step": k})
     return {"key": f"{key}:{k}:{color_by}", "kind": kind, "step": k, "num_steps": T, "known": known, "length": L,
             "caption": caption(k, T, known, L), "scene": scene, "chart": _chart(commits, entropies, T)}

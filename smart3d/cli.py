@@ -55,17 +55,28 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .dataset import check_class
     from .pipeline import load_pipeline
 
-    if args.image:
-        raise ValueError("image conditioning is not available yet: no image-encoder weights are shipped")
-    name = None if args.class_name == "none" else check_class(args.class_name)
+    hint = None if args.class_name in (None, "none", "auto") else check_class(args.class_name)
+    if args.class_name is None and not args.image:
+        raise ValueError("give --class (a class name, or none for unconditional) or --image")
     options = _options(args)
     pipe = load_pipeline(args.weights, args.device)
     t0 = time.time()
-    results = pipe.generate(name, args.num, args.seed, options)
-    settings = {"class": name, "seed": args.seed, **options.__dict__}
+    if args.image:
+        condition = pipe.image_condition(args.image, hint, args.confidence)
+        name = CLASSES[condition.label]
+        results = pipe.generate_from_image(args.image, args.num, args.seed, options, name, args.confidence)
+        what = (f"{name} shapes from {Path(args.image).name} (class {'given' if hint else 'read from the image'}: "
+                f"p={float(condition.class_probs[condition.label]):.2f}; {int(condition.known.sum())}/64 coarse tokens given)")
+        settings = {"class": name, "image": Path(args.image).name, "confidence": args.confidence, "seed": args.seed,
+                    **options.__dict__}
+    else:
+        name = hint
+        results = pipe.generate(name, args.num, args.seed, options)
+        what = f"{name or 'unconditional'} shapes"
+        settings = {"class": name, "seed": args.seed, **options.__dict__}
     names = _write_results(results, Path(args.out), name or "shape", settings)
     faces = sum(len(r.mesh.faces) for r in results)
-    print(f"generated {len(results)} {name or 'unconditional'} shapes (seed {args.seed}, {options.num_steps} steps) "
+    print(f"generated {len(results)} {what} (seed {args.seed}, {options.num_steps} steps) "
           f"in {time.time() - t0:.1f} s on {pipe.device}: {', '.join(n + '.glb' for n in names)} in {args.out} "
           f"({faces} faces)")
     if args.sheet:
@@ -153,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_data)
 
     from .masking import SCHEDULES
+    from .pipeline import DEFAULT_IMAGE_CONFIDENCE
     from .sampler import POLICIES, SamplingOptions
 
     D = SamplingOptions()                                        # the CLI's defaults are the library's
@@ -160,9 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
                          ("complete", cmd_complete, "complete a partial scan")):
         s = sub.add_parser(cmd, help=hlp)
         if cmd == "generate":
-            s.add_argument("--class", dest="class_name", required=True,
-                           help=f"one of: {', '.join(CLASSES)}, or none (unconditional)")
-            s.add_argument("--image", default=None, help="condition on an image (not available yet)")
+            s.add_argument("--class", dest="class_name", default=None,
+                           help=f"one of: {', '.join(CLASSES)}, or none (unconditional); with --image a hint "
+                                "that overrides the class read from the image")
+            s.add_argument("--image", default=None, help="condition on an image of one object on a plain background "
+                                                         "(PNG/JPEG; renders like the benchmark views work best)")
+            s.add_argument("--confidence", type=float, default=DEFAULT_IMAGE_CONFIDENCE,
+                           help="with --image: keep the coarse tokens the image encoder gives at least this probability")
             s.add_argument("--sheet", default=None, help="also render the shapes into this contact sheet (.png)")
         else:
             s.add_argument("--input", required=True, help="partial scan: .ply .obj .off .stl .glb .xyz .npy .npz .pcd")

@@ -13,6 +13,10 @@ Tasks:
 - ``completion``: test shapes cut in half by a random plane through the centre; the model
   completes the missing half. CD / EMD to the full shape, next to the partial input alone and to
   nearest-neighbour retrieval from the training split by partial-to-full (one-sided) CD.
+- ``image``: one rendered view of each test shape (``smart3d.views``) goes through the shipped
+  image encoder; the class it reads, its coarse-token accuracy, and the shapes generated from
+  the image against the shape in the picture (CD, voxel IoU), next to shapes generated from the
+  true class alone with the same seeds (what the image adds beyond its class).
 
 Point metrics use PointFlow's global normalisation, with statistics from the class's training
 split (``smart3d.io.global_normalization_stats``); units: CD and MMD-CD x1e3, EMD and MMD-EMD
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +37,7 @@ import torch
 from .shapes import CLASSES
 
 SPARSE_POINTS = 4096   # reconstruction IoU is also reported from this many of the dense points
-TASKS = ("benchmark", "reconstruction", "generation", "completion")
+TASKS = ("benchmark", "reconstruction", "generation", "completion", "image")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(exact EMD is O(N^3): 256 points take ~7 ms a pair on this CPU, 2048 ~3 s; default: all)")
     p.add_argument("--sheets", default=None, help="generation: also render the first 16 samples of each class "
                                                   "into DIR/<class>.png")
+    p.add_argument("--confidence", type=float, default=None, help="image: coarse tokens kept from the image "
+                   "encoder (default: pipeline.DEFAULT_IMAGE_CONFIDENCE)")
     p.add_argument("--weights", default=None, help="weights folder (default: weights/)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
 
@@ -388,7 +395,97 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             "seconds": time.time() - t0}
 
 
+def _shape_errors(pipe, tokens: torch.Tensor, seed: int, min_part: float, target_points: np.ndarray,
+                  target_occupancy: np.ndarray, stats: dict) -> tuple[list[float], list[float]]:
+    """CD x1e3 (normalised with ``stats``) and voxel IoU of decoded ``tokens`` (B, L) to their targets."""
+    from .metrics import chamfer_distance
+
+    cds, ious = [], []
+    for r, pts, occ in zip(pipe.decode(tokens, seed, min_part=min_part), target_points, target_occupancy):
+        cds.append(1e3 * float(chamfer_distance(normalized(r.points, stats)[None], normalized(pts, stats)[None])[0]))
+        pred = r.field > 0.5
+        ious.append(float((pred & occ).sum() / max(1, (pred | occ).sum())))
+    return cds, ious
+
+
+def evaluate_image(args: argparse.Namespace) -> dict:
+    from .dataset import load_split
+    from .image import image_condition
+    from .pipeline import DEFAULT_IMAGE_CONFIDENCE, load_pipeline
+    from .sampler import sample_steps
+    from .views import load_views
+    from .weights import read_config
+
+    t0 = time.time()
+    options = _sampling_options(args)
+    confidence = DEFAULT_IMAGE_CONFIDENCE if args.confidence is None else args.confidence
+    pipe = load_pipeline(_weights_dir(args), args.device)
+    if pipe.image_encoder is None:
+        raise SystemExit(f"no image encoder weights in {_weights_dir(args)} (python -m smart3d train image)")
+    test = load_split(args.split, args.classes, args.num_per_class, args.cache)
+    views = load_views(args.split, args.classes, args.num_per_class, 2, args.cache)
+    stats = class_stats(args.classes, args.num_per_class, args.cache)
+    nc, L = pipe.layout.num_coarse, pipe.layout.length
+    per_class, rows = {}, []
+    for c in args.classes:
+        label = CLASSES.index(c)
+        sel = np.flatnonzero(test.labels == label)[: args.num]
+        figs = {"class_hits": 0, "coarse_hits": 0, "known": 0, "known_hits": 0,
+                "image": ([], []), "class only": ([], [])}
+        for i in range(0, len(sel), args.batch_size):
+            b = sel[i:i + args.batch_size]
+            true = torch.cat([pipe.tokenizer.encode_points(test.dense[k].astype(np.float32)).cpu() for k in b])
+            conds = [image_condition(pipe.image_encoder, torch.from_numpy(views.images[k, 0]).permute(2, 0, 1).float() / 255,
+                                     confidence) for k in b]
+            labels = torch.tensor([cd.label for cd in conds])
+            known_tokens = torch.zeros(len(b), L, dtype=torch.long)
+            known = torch.zeros(len(b), L, dtype=torch.bool)
+            for j, cd in enumerate(conds):
+                known_tokens[j, :nc], known[j, :nc] = cd.coarse, cd.known
+                hit = cd.coarse == true[j, :nc]
+                figs["class_hits"] += int(cd.label == label)
+                figs["coarse_hits"] += int(hit.sum())
+                figs["known"] += int(cd.known.sum())
+                figs["known_hits"] += int(hit[cd.known].sum())
+            seed = args.seed + int(b[0])
+            runs = {"image": (labels, known_tokens, known),
+                    "class only": (torch.full((len(b),), label), None, None)}
+            for name, (lab, kt, km) in runs.items():
+                last = None
+                for last in sample_steps(pipe.model, pipe.tokenizer, lab.to(pipe.device),
+                                         replace(options, preview=False),
+                                         torch.Generator().manual_seed(seed), kt, km):
+                    pass
+                cds, ious = _shape_errors(pipe, last.tokens, seed, options.min_part, test.points[b],
+                                          test.occupancy[b], stats[c])
+                figs[name][0].extend(cds)
+                figs[name][1].extend(ious)
+        n = len(sel)
+        m = {"num": int(n), "class accuracy %": 100 * figs["class_hits"] / n,
+             "coarse accuracy %": 100 * figs["coarse_hits"] / (n * nc),
+             "coarse given per shape": figs["known"] / n,
+             "given coarse accuracy %": 100 * figs["known_hits"] / max(1, figs["known"])}
+        for name in ("image", "class only"):
+            m[f"{name} CD x1e3"] = float(np.mean(figs[name][0]))
+            m[f"{name} IoU"] = float(np.mean(figs[name][1]))
+        per_class[c] = m
+        rows.append([c, n] + [m[k] for k in _IMAGE_COLUMNS])
+        print(f"  {c}: done in {time.time() - t0:.0f} s", flush=True)
+    mean = {k: float(np.mean([v[k] for v in per_class.values()])) for k in _IMAGE_COLUMNS}
+    rows.append(["mean", ""] + [mean[k] for k in _IMAGE_COLUMNS])
+    print_table(f"image conditioning: one view of each {args.split} shape -> generated shape vs that shape",
+                ["class", "n"] + list(_IMAGE_COLUMNS), rows)
+    return {**_header(args), "image_encoder": read_config(f"{_weights_dir(args)}/image_encoder").get("command"),
+            "model": read_config(f"{_weights_dir(args)}/model").get("command"), "split": args.split,
+            "steps": args.steps, "options": options.record(), "confidence": confidence, "seed": args.seed,
+            "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
+
+
+_IMAGE_COLUMNS = ("class accuracy %", "coarse accuracy %", "coarse given per shape", "given coarse accuracy %",
+                  "image CD x1e3", "class only CD x1e3", "image IoU", "class only IoU")
+
+
 def run(args: argparse.Namespace) -> dict:
     tasks = {"benchmark": evaluate_benchmark, "reconstruction": evaluate_reconstruction,
-             "generation": evaluate_generation, "completion": evaluate_completion}
+             "generation": evaluate_generation, "completion": evaluate_completion, "image": evaluate_image}
     return tasks[args.task](args)

@@ -6,6 +6,7 @@
         print(step.index, int(step.committed.sum()))
     result = pipe.generate("chair", num=4, seed=0)[0]        # or just the results
     result.mesh.export("chair.glb"); result.points.shape     # (2048, 3) float32
+    result = pipe.generate_from_image("chair.png")[0]        # image conditioning (smart3d.image)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import trimesh
 
 from . import geometry as G
 from .dataset import check_class
+from .image import ImageCondition, ImageEncoder, ImageEncoderConfig, image_condition, prepare_image
 from .model import MaskedTransformer, ModelConfig
 from .sampler import SamplingOptions, Step, sample_steps
 from .shapes import CLASSES
@@ -39,11 +41,16 @@ class Result:
     seed: int
 
 
+DEFAULT_IMAGE_CONFIDENCE = 0.5  # coarse tokens the image encoder gives with at least this probability are kept
+
+
 class Pipeline:
     """Tokenizer + SMART-3D transformer on one device."""
 
-    def __init__(self, tokenizer: Tokenizer, model: MaskedTransformer, device: torch.device):
+    def __init__(self, tokenizer: Tokenizer, model: MaskedTransformer, device: torch.device,
+                 image_encoder: ImageEncoder | None = None):
         self.tokenizer, self.model, self.device = tokenizer.eval(), model.eval(), device
+        self.image_encoder = None if image_encoder is None else image_encoder.eval()
         self.layout = model.layout
 
     # ---- inputs -----------------------------------------------------------------------------
@@ -64,6 +71,46 @@ class Pipeline:
         tokens = self.tokenizer.encode_points(np.asarray(points, dtype=np.float32))[0].cpu()
         fine_vis = torch.from_numpy(G.visible_patch_mask(points))[None]
         return tokens, _with_coarse(fine_vis, self.layout)[0]
+
+    def image_condition(self, image, class_name: str | None = None,
+                        confidence: float = DEFAULT_IMAGE_CONFIDENCE) -> ImageCondition:
+        """What the image encoder reads from an image (path, PIL image or (H, W, 3|4) uint8 array).
+
+        ``class_name`` overrides the class it predicts; coarse tokens with at least ``confidence``
+        probability are marked known. Raises ValueError for an unusable image.
+        """
+        if self.image_encoder is None:
+            raise RuntimeError("no image encoder in this pipeline: weights/image_encoder.safetensors is missing "
+                               "(see README: python -m smart3d train image)")
+        if isinstance(image, (str, Path)):
+            from PIL import Image, UnidentifiedImageError
+            try:
+                with Image.open(image) as im:
+                    image = im.copy()
+            except (UnidentifiedImageError, OSError) as e:
+                raise ValueError(f"{Path(image).name}: not a readable image ({e.__class__.__name__})") from None
+        label = None if class_name is None else self.label_of(class_name)
+        return image_condition(self.image_encoder, prepare_image(image), confidence, label)
+
+    def image_steps(self, condition: ImageCondition, num: int = 1, seed: int = 0,
+                    options: SamplingOptions = SamplingOptions()) -> Iterator[Step]:
+        """Stream the decoding of ``num`` shapes conditioned on an image (see ``image_condition``):
+        its class is the transformer's condition and its confident coarse tokens are given."""
+        tokens = torch.zeros(self.layout.length, dtype=torch.long)
+        known = torch.zeros(self.layout.length, dtype=torch.bool)
+        nc = self.layout.num_coarse
+        tokens[:nc], known[:nc] = condition.coarse, condition.known
+        return self.sample_steps(CLASSES[condition.label], num, seed, options, tokens[None], known[None])
+
+    def generate_from_image(self, image, num: int = 1, seed: int = 0, options: SamplingOptions = SamplingOptions(),
+                            class_name: str | None = None,
+                            confidence: float = DEFAULT_IMAGE_CONFIDENCE) -> list[Result]:
+        """Generate ``num`` shapes that look like the object in ``image``."""
+        condition = self.image_condition(image, class_name, confidence)
+        last = None
+        for last in self.image_steps(condition, num, seed, replace(options, preview=False)):
+            pass
+        return self.decode(last.tokens, seed, condition.label, options.min_part)
 
     # ---- decoding ---------------------------------------------------------------------------
 
@@ -128,9 +175,13 @@ class Pipeline:
 
 
 def load_pipeline(weights_dir: str | Path = WEIGHTS_DIR, device: str | torch.device | None = None) -> Pipeline:
-    """The shipped tokenizer and transformer from ``weights_dir`` on the best (or given) device."""
+    """The shipped tokenizer and transformer (and image encoder, where its weights are) from
+    ``weights_dir`` on the best (or given) device."""
     device = torch.device(device) if device is not None else best_device()
     weights_dir = Path(weights_dir)
     tokenizer = load_pretrained(Tokenizer, TokenizerConfig, weights_dir / "tokenizer", device)
     model = load_pretrained(MaskedTransformer, ModelConfig, weights_dir / "model", device)
-    return Pipeline(tokenizer, model, device)
+    image_encoder = None
+    if (weights_dir / "image_encoder.safetensors").exists():
+        image_encoder = load_pretrained(ImageEncoder, ImageEncoderConfig, weights_dir / "image_encoder", device)
+    return Pipeline(tokenizer, model, device, image_encoder)

@@ -34,6 +34,13 @@ def _look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndar
     return pose
 
 
+def view_pose(azimuth: float = 35.0, elevation: float = 25.0, distance: float = 3.6) -> np.ndarray:
+    """Camera-to-world pose on a sphere around the origin (degrees; azimuth 0 looks at the front, +z)."""
+    a, e = np.radians(azimuth), np.radians(elevation)
+    eye = distance * np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])
+    return _look_at(eye, np.zeros(3))
+
+
 class Renderer:
     """Reusable offscreen renderer for meshes in the canonical frame ([-1, 1]^3, y up, front +z)."""
 
@@ -41,19 +48,23 @@ class Renderer:
                  distance: float = 3.6):
         self.size = size
         self._renderer = pyrender.OffscreenRenderer(size, size)
-        a, e = np.radians(azimuth), np.radians(elevation)
-        eye = distance * np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])
-        self.camera_pose = _look_at(eye, np.zeros(3))
+        self.camera_pose = view_pose(azimuth, elevation, distance)
 
-    def render(self, mesh: trimesh.Trimesh, color=CLAY) -> np.ndarray:
-        """Shaded image of ``mesh``: (size, size, 3) uint8 (blank if the mesh is empty)."""
+    def render(self, mesh: trimesh.Trimesh, color=CLAY, pose: np.ndarray | None = None,
+               light: float = 2.0) -> np.ndarray:
+        """Shaded image of ``mesh``: (size, size, 3) uint8 (blank if the mesh is empty).
+
+        ``pose`` (4, 4) overrides the camera of the constructor (see ``view_pose``); the head light
+        of intensity ``light`` follows the camera.
+        """
+        pose = self.camera_pose if pose is None else pose
         scene = pyrender.Scene(bg_color=BACKGROUND, ambient_light=(0.35, 0.35, 0.35))
         if len(mesh.faces):
             material = pyrender.MetallicRoughnessMaterial(baseColorFactor=color, metallicFactor=0.0,
                                                           roughnessFactor=0.8)
             scene.add(pyrender.Mesh.from_trimesh(mesh, material=material, smooth=False))
-        scene.add(pyrender.PerspectiveCamera(yfov=np.radians(40.0)), pose=self.camera_pose)
-        scene.add(pyrender.DirectionalLight(intensity=2.0), pose=self.camera_pose)
+        scene.add(pyrender.PerspectiveCamera(yfov=np.radians(40.0)), pose=pose)
+        scene.add(pyrender.DirectionalLight(intensity=light), pose=pose)
         key = _look_at(np.array([2.0, 4.0, 1.0]), np.zeros(3))
         scene.add(pyrender.DirectionalLight(intensity=1.5), pose=key)
         color_img, _ = self._renderer.render(scene)

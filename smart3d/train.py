@@ -23,11 +23,12 @@ from . import geometry as G
 from .shapes import CLASSES
 from .weights import WEIGHTS_DIR, best_device, save_pretrained
 
-COMPONENTS = ("classifier", "tokenizer", "decoder", "model")
+COMPONENTS = ("classifier", "tokenizer", "decoder", "model", "image")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .dataset import DEFAULT_CACHE
+    from .image import PRESETS as IMAGE_PRESETS
     from .model import PRESETS as MODEL_PRESETS
     from .tokenizer import PRESETS
 
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", nargs="+", default=list(CLASSES), choices=list(CLASSES))
     p.add_argument("--num-per-class", type=int, default=1000, help="benchmark shapes per class (80%% train)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="benchmark cache folder")
-    p.add_argument("--preset", default=None, choices=sorted(set(PRESETS) | set(MODEL_PRESETS)),
+    p.add_argument("--preset", default=None, choices=sorted(set(PRESETS) | set(MODEL_PRESETS) | set(IMAGE_PRESETS)),
                    help=f"tokenizer preset ({', '.join(PRESETS)}; default base) or model preset "
                         f"({', '.join(MODEL_PRESETS)}; default XS)")
     p.add_argument("--attention", default="linear", choices=["linear", "softmax"], help="model attention kind")
@@ -59,6 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-noise", type=float, default=0.0,
                    help="decoder: replace this fraction of the surface tokens by one of their nearest codes "
                         "(trains a decoder that tolerates the sampler's imperfect codes; 0: off)")
+    p.add_argument("--views", type=int, default=2, help="image: rendered views per shape")
     p.add_argument("--out", default=None, help="weights path without extension (default weights/<what>)")
 
 
@@ -140,6 +142,25 @@ def check_replicas(module: torch.nn.Module) -> None:
     assert all(torch.equal(gathered[0], g) for g in gathered), f"replicas diverged: {gathered}"
     if dist.get_rank() == 0:
         print(f"replicas identical across {dist.get_world_size()} ranks")
+
+
+def log_progress(bar, log: list, step: int, **losses: torch.Tensor) -> None:
+    """Advance the progress bar; every 10 steps show the losses and append ``(step, *losses)`` to ``log``."""
+    bar.update()
+    if step % 10 == 0:
+        values = {k: float(v.item()) for k, v in losses.items()}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+        log.append((step, *values.values()))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA of the parameters (decay warmed up over the first steps); buffers (BatchNorm statistics) copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - d)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
 
 
 def _command_line(args: argparse.Namespace, keys: list[str]) -> str:
@@ -481,15 +502,9 @@ def train_model_cmd(args: argparse.Namespace) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))           # warm-up of the EMA decay
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        update_ema(ema, model, step, args.ema)
         step += 1
-        bar.update()
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            log.append((step, float(loss.item())))
+        log_progress(bar, log, step, loss=loss)
         if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, log, model=model, ema=ema):
             break
     bar.close()
@@ -506,6 +521,116 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
 
 
+# --------------------------------------------------------------------------------------------
+# Image encoder
+# --------------------------------------------------------------------------------------------
+
+def image_batch(images: np.ndarray, tokens: torch.Tensor, labels: torch.Tensor, b: torch.Tensor, view: torch.Tensor,
+                flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images (B, 3, 64, 64), coarse tokens (B, 64) and labels (B,) of shapes ``b`` seen in ``view``.
+
+    ``tokens`` holds the split's sequences then those of the x-mirrored shapes (``encode_split``);
+    a flipped image is the view of the mirrored shape from the mirrored camera, so it takes the
+    mirrored shape's tokens.
+    """
+    x = torch.from_numpy(images[b.numpy(), view.numpy()]).float().div(255).permute(0, 3, 1, 2)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    k = len(images)
+    return x, tokens[b + k * flip.long(), :64], labels[b]
+
+
+@torch.no_grad()
+def image_metrics(encoder, images: np.ndarray, tokens: torch.Tensor, labels: torch.Tensor, device,
+                  empty: int, batch_size: int = 128) -> dict:
+    """Class accuracy and coarse-token accuracy (all blocks / blocks holding surface) over every view."""
+    was = encoder.training
+    encoder.eval()
+    hits = tok_hits = surf_hits = surf = 0
+    n = 0
+    for v in range(images.shape[1]):
+        for i in range(0, len(images), batch_size):
+            b = torch.arange(i, min(i + batch_size, len(images)))
+            x, t, y = image_batch(images, tokens, labels, b, torch.full_like(b, v), torch.zeros(len(b), dtype=torch.bool))
+            cl, tl = encoder(x.to(device))
+            pred = tl.argmax(-1).cpu()
+            hits += int((cl.argmax(-1).cpu() == y).sum())
+            tok_hits += int((pred == t).sum())
+            m = t != empty
+            surf_hits += int((pred == t)[m].sum())
+            surf += int(m.sum())
+            n += len(b)
+    encoder.train(was)
+    return {"class_accuracy": hits / n, "coarse_accuracy": tok_hits / max(1, n * 64),
+            "coarse_accuracy_surface_blocks": surf_hits / max(1, surf), "images": n}
+
+
+def train_image_cmd(args: argparse.Namespace) -> None:
+    from .image import PRESETS, ImageEncoder
+    from .sampler import empty_tokens
+    from .tokenizer import Tokenizer, TokenizerConfig
+    from .views import load_views
+    from .weights import load_pretrained
+
+    rank, world, device = setup_distributed(args.device)
+    args.preset = args.preset or "base"
+    tokenizer = load_pretrained(Tokenizer, TokenizerConfig, args.tokenizer, device)
+    assert tokenizer.layout.num_coarse == 64, "image conditioning predicts the coarse level: needs a two-level tokenizer"
+    config = PRESETS[args.preset]
+    config = type(config)(**{**config.__dict__, "coarse_codebook_size": tokenizer.config.coarse_codebook_size})
+    torch.manual_seed(args.seed)
+    encoder = ImageEncoder(config).to(device)
+    ema = ImageEncoder(config).to(device).eval()
+    ema.load_state_dict(encoder.state_dict())
+    ddp = torch.nn.parallel.DistributedDataParallel(encoder) if world > 1 else encoder
+    peak = args.lr or 2e-3
+    opt = torch.optim.AdamW(encoder.parameters(), lr=peak, weight_decay=0.05)
+    ckpt_path = Path(args.checkpoint or f"checkpoints/image_{args.preset}.pt")
+    g = torch.Generator().manual_seed(args.seed + 1)
+    step, t_used, log = resume(ckpt_path, {"model": encoder, "ema": ema}, opt, g, rank)
+    views = load_views("train", args.classes, args.num_per_class, args.views, args.cache)
+    tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
+    empty = int(empty_tokens(tokenizer)[0])
+    local = args.batch_size // world
+    assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
+    bar = tqdm(total=args.steps, initial=step, desc=f"image encoder {args.preset}", disable=rank != 0)
+    t0 = time.time()
+    while step < args.steps:
+        b = torch.randint(len(views.images), (args.batch_size,), generator=g)
+        view = torch.randint(views.images.shape[1], (args.batch_size,), generator=g)
+        flip = torch.rand(args.batch_size, generator=g) < 0.5
+        x, t, y = image_batch(views.images, tokens, labels, b, view, flip)
+        sl = slice(rank * local, (rank + 1) * local)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
+        class_logits, token_logits = ddp(x[sl].to(device))
+        loss_class = torch.nn.functional.cross_entropy(class_logits, y[sl].to(device))
+        loss_tokens = torch.nn.functional.cross_entropy(token_logits.flatten(0, 1), t[sl].flatten().to(device))
+        loss = loss_class + loss_tokens
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        update_ema(ema, encoder, step, args.ema)
+        step += 1
+        log_progress(bar, log, step, cls=loss_class, tok=loss_tokens)
+        if end_of_step(args, rank, step, ckpt_path, t0, t_used, g, opt, log, model=encoder, ema=ema):
+            break
+    bar.close()
+    check_replicas(encoder)
+    if rank != 0:
+        return
+    val_views = load_views("val", args.classes, args.num_per_class, args.views, args.cache)
+    val_tokens, val_labels = encode_split(tokenizer, "val", args.classes, args.num_per_class, args.cache, device)
+    val = image_metrics(ema, val_views.images, val_tokens, val_labels, device, empty)
+    print("image encoder (val, EMA): " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    seconds = t_used + time.time() - t0
+    out_path = Path(args.out or WEIGHTS_DIR / "image_encoder")
+    save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
+                    command=_command_line(args, ["preset", "num_per_class", "views", "steps", "batch_size", "lr",
+                                                 "warmup", "minutes", "seed"]),
+                    train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step, val=val, loss_curve=log)
+    print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
+
+
 def main(args: argparse.Namespace) -> None:
     {"classifier": train_classifier_cmd, "tokenizer": train_tokenizer_cmd, "decoder": train_decoder_cmd,
-     "model": train_model_cmd}[args.what](args)
+     "model": train_model_cmd, "image": train_image_cmd}[args.what](args)

@@ -260,8 +260,9 @@ def test_other_bad_inputs_get_plain_errors(handlers, bad_files, generated, tmp_p
         handlers.image(str(bad_files / "not_an_image.png"))
     with pytest.raises(gr.Error, match="unsupported image type"):
         handlers.image(str(bad_files / "doc.pdf"))
+    assert handlers.image(None) == (None, "")                           # a cleared upload is not an error
     with pytest.raises(gr.Error, match="No image given"):
-        handlers.image(None)
+        list(handlers.generate_image(None, "any", 0.5, *settings()))
     with pytest.raises(gr.Error, match="No scan given"):
         list(handlers.complete(None, "any", *settings()))
     with pytest.raises(gr.Error, match="Nothing to replay yet"):
@@ -272,9 +273,40 @@ def test_other_bad_inputs_get_plain_errors(handlers, bad_files, generated, tmp_p
         handlers.make_scan("chair", 0, "laser", 0, 0, 0)
     from PIL import Image
 
-    Image.new("RGB", (64, 48), "white").save(tmp_path / "ok.png")
-    assert "not available yet" in handlers.image(str(tmp_path / "ok.png"))
+    Image.new("RGB", (64, 48), "white").save(tmp_path / "blank.png")
+    with pytest.raises(gr.Error, match="no object found in the image"):
+        handlers.image(str(tmp_path / "blank.png"))
+    _disc_png(tmp_path / "disc.png")
+    with pytest.raises(gr.Error, match="confidence must be a number between 0 and 1"):
+        handlers.image(str(tmp_path / "disc.png"), "any", 1.5)
+    with pytest.raises(gr.Error, match="unknown class 'dragon'"):
+        list(handlers.generate_image(str(tmp_path / "disc.png"), "dragon", 0.5, *settings()))
     assert len(list(handlers.generate("lamp", *settings(steps=2)))) == 2  # still serving
+
+
+def _disc_png(path):
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (160, 120), "white")
+    ImageDraw.Draw(im).ellipse((40, 20, 120, 100), fill=(180, 60, 40))
+    im.save(path)
+    return path
+
+
+def test_image_shows_what_the_encoder_reads_and_generates_from_it(handlers, tmp_path):
+    img = _disc_png(tmp_path / "disc.png")
+    seen, status = handlers.image(str(img), "any", 0.0)
+    assert seen.shape == (64, 64, 3) and seen.dtype == np.uint8 and seen[0, 0].tolist() == [255, 255, 255]
+    assert "disc.png: 160 x 120 PNG image." in status and "64 of the 64 coarse tokens" in status
+    _, status = handlers.image(str(img), "lamp", 1.0)
+    assert "class **lamp** (given" in status and "0 of the 64 coarse tokens" in status
+    outs = list(handlers.generate_image(str(img), "any", 0.0, *settings()))
+    assert len(outs) == STEPS
+    run = outs[-1][-1]
+    nc = handlers.layout.num_coarse
+    assert run.kind == "image" and int((run.steps[0].order[0] == 0).sum()) == nc   # exactly the coarse tokens given
+    assert "from image (" in json.dumps(payload(outs[0][0])["scene"]) and "disc.png" in run.scan
+    assert glb_metadata(run.files["glb"])["kind"] == "image" and run.files["glb"].name.endswith("_from_image_7.glb")
 
 
 def test_unexpected_errors_are_short_and_logged(handlers, monkeypatch):
@@ -320,7 +352,8 @@ def client(pipe, config):
 
 def test_api_has_named_endpoints_and_hides_helpers(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/generate", "/complete", "/replay", "/make_scan", "/image"}
+    assert set(api["named_endpoints"]) == {"/generate", "/complete", "/generate_image", "/replay", "/make_scan",
+                                           "/image"}
     assert api["unnamed_endpoints"] == {}
 
 
@@ -356,6 +389,17 @@ def test_client_complete_and_make_scan(client):
     assert len(final[2]) == 6
 
 
+def test_client_generate_image(client, tmp_path):
+    from gradio_client import handle_file
+
+    img = handle_file(str(_disc_png(tmp_path / "disc.png")))
+    seen, status = client.predict(img, "any", 0.5, api_name="/image")
+    assert "disc.png" in status
+    final = client.predict(img, "chair", 0.5, *settings(), api_name="/generate_image")
+    assert payload(final[0])["caption"] == f"step {STEPS}/{STEPS} - 576/576 tokens"
+    assert any(f.endswith("chair_from_image_7.glb") for f in final[2])
+
+
 def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
     import httpx
     from gradio_client import handle_file
@@ -370,7 +414,8 @@ def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
         if name == "scan.txt":                   # gradio checks the File component's file_types first
             words = "Invalid file type"
         refused(words, handle_file(str(bad_files / name)), "any", *settings(), api_name="/complete")
-    refused("not an image we can read", handle_file(str(bad_files / "not_an_image.png")), api_name="/image")
+    refused("not an image we can read", handle_file(str(bad_files / "not_an_image.png")), "any", 0.5,
+            api_name="/image")
     refused("not in the list of choices", "dragon", *settings(), api_name="/generate")
     refused("less than minimum value 1", "chair", *settings(steps=0), api_name="/generate")
     refused("greater than maximum value 10", "chair", *settings(guidance=50), api_name="/generate")

@@ -125,6 +125,13 @@ def test_partial_scan_tab(page):
     assert page.errors == []
 
 
-def test_image_tab_says_unavailable(page):
+def test_image_tab(page):
     page.get_by_role("tab", name="Image").click()
-    assert "not available yet" in page.inner_text("#image-note")
+    assert "one object on a plain background" in page.inner_text("#image-note")
+    page.get_by_text("chair render").click()                           # an example image
+    page.wait_for_function("document.querySelector('#image-status').innerText.includes('chair_render.png')",
+                           timeout=180_000)
+    assert "coarse tokens" in page.inner_text("#image-status")
+    page.wait_for_selector("#image-seen img", timeout=60_000)           # what the encoder sees
+    decode_and_check(page, "#image-btn")
+    assert page.errors == []

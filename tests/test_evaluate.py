@@ -84,3 +84,18 @@ def test_sampling_overrides_are_typed_and_unknown_keys_rejected():
     for bad in (["warp=9"], ["top_k"]):
         with pytest.raises(SystemExit, match="KEY=VALUE"):
             parse_sampling_overrides(bad)
+
+
+def test_image_task_compares_image_and_class_only_generation(setup):
+    root, weights = setup
+    r = _evaluate(root, weights, "--task", "image", "--steps", "2", "--confidence", "0")
+    assert r["confidence"] == 0.0 and r["split"] == "test" and r["options"]["num_steps"] == 2
+    for c in ("mug", "bottle"):
+        m = r["per_class"][c]
+        assert m["num"] == 2 and m["coarse given per shape"] == 64            # confidence 0: every coarse token given
+        assert 0 <= m["class accuracy %"] <= 100 and 0 <= m["coarse accuracy %"] <= 100
+        for k in ("image CD x1e3", "class only CD x1e3"):
+            assert m[k] > 0
+        for k in ("image IoU", "class only IoU"):
+            assert 0 <= m[k] <= 1
+    assert set(r["mean"]) >= {"image CD x1e3", "class only CD x1e3", "class accuracy %"}

@@ -65,6 +65,22 @@ def test_ddp_two_processes_keep_replicas_identical(workdir):
     assert cfg["steps"] == 4 and cfg["hardware"].startswith("2 x")
 
 
+def test_image_encoder_run_learns_writes_weights_and_resumes(workdir):
+    """``train image``: rendered views -> class and coarse tokens; the loss falls, the run resumes."""
+    d, common = workdir
+    run = ["train", "image", "--preset", "tiny", "--views", "1", "--tokenizer", str(d / "tokenizer"), "--lr", "3e-3",
+           "--warmup", "5", "--save-every", "20", "--checkpoint", str(d / "img.pt"), "--out", str(d / "image_encoder"),
+           *common]
+    _run(run + ["--steps", "60"], d)
+    cfg = read_config(d / "image_encoder")
+    assert cfg["steps"] == 60 and cfg["config"]["coarse_codebook_size"] == 32     # the tiny tokenizer's
+    assert 0 <= cfg["val"]["class_accuracy"] <= 1 and cfg["val"]["images"] == 2    # 1 val shape x 2 classes
+    curve = cfg["loss_curve"]
+    assert curve[-1][2] < curve[0][2]                                             # coarse-token loss fell
+    out = _run(run + ["--steps", "70"], d)
+    assert "resumed" in out and "at step 60" in out and read_config(d / "image_encoder")["steps"] == 70
+
+
 @pytest.mark.parametrize("preset", ["fine16", "fine32e"])
 def test_decoder_run_keeps_every_token(workdir, preset):
     """``train decoder`` swaps in a larger decoder but leaves the encoder and codes as they were."""
