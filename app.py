@@ -40,7 +40,8 @@ def main(args: argparse.Namespace) -> None:
     config = AppConfig(max_file_mb=args.max_file_mb)
     demo = build_demo(pipe, config)
     atexit.register(demo.smart3d.close)
-    print(f"SMART-3D app: weights {weights}, device {pipe.device}")
+    images = "on" if pipe.image_encoder is not None else "off (no weights/image_encoder.safetensors)"
+    print(f"SMART-3D app: weights {weights}, device {pipe.device}, image conditioning {images}")
     demo.launch(server_name=args.host, server_port=args.port, **launch_options(config))
 
 

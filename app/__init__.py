@@ -1,4 +1,4 @@
-"""The SMART-3D Gradio app: class, (later) image or partial scan in; every decoding step streamed
+"""The SMART-3D Gradio app: class, image or partial scan in; every decoding step streamed
 into a Plotly 3D viewer; meshes out. Start it with ``python app.py``.
 
 - ``layout``: the page (``build_demo(pipe) -> gr.Blocks``) and its ``launch`` options;
@@ -8,7 +8,7 @@ into a Plotly 3D viewer; meshes out. Start it with ``python app.py``.
 - ``settings``: the decoding settings' ranges and checks;
 - ``downloads``: per-session folders and the exported files;
 - ``tiny_weights``: random tiny weights, to try the app (and test it) without trained ones;
-- ``make_examples``: writes the example scans in ``assets/scans``.
+- ``make_examples``: writes the example scans and images in ``assets/scans`` and ``assets/images``.
 """
 
 from .handlers import AppConfig, Handlers

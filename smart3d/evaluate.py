@@ -73,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                   "into DIR/<class>.png")
     p.add_argument("--confidence", type=float, default=None, help="image: coarse tokens kept from the image "
                    "encoder (default: pipeline.DEFAULT_IMAGE_CONFIDENCE)")
+    p.add_argument("--image-prior", type=float, default=None, help="image: weight of the encoder's coarse "
+                   "log-probabilities on the transformer's coarse draws (default: pipeline.DEFAULT_IMAGE_PRIOR)")
+    p.add_argument("--no-baseline", action="store_true", help="image: skip the class-only generation")
     p.add_argument("--weights", default=None, help="weights folder (default: weights/)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
 
@@ -411,7 +414,7 @@ def _shape_errors(pipe, tokens: torch.Tensor, seed: int, min_part: float, target
 def evaluate_image(args: argparse.Namespace) -> dict:
     from .dataset import load_split
     from .image import image_condition
-    from .pipeline import DEFAULT_IMAGE_CONFIDENCE, load_pipeline
+    from .pipeline import DEFAULT_IMAGE_CONFIDENCE, DEFAULT_IMAGE_PRIOR, load_pipeline
     from .sampler import sample_steps
     from .views import load_views
     from .weights import read_config
@@ -419,6 +422,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
     t0 = time.time()
     options = _sampling_options(args)
     confidence = DEFAULT_IMAGE_CONFIDENCE if args.confidence is None else args.confidence
+    prior = DEFAULT_IMAGE_PRIOR if args.image_prior is None else args.image_prior
     pipe = load_pipeline(_weights_dir(args), args.device)
     if pipe.image_encoder is None:
         raise SystemExit(f"no image encoder weights in {_weights_dir(args)} (python -m smart3d train image)")
@@ -448,13 +452,15 @@ def evaluate_image(args: argparse.Namespace) -> dict:
                 figs["known"] += int(cd.known.sum())
                 figs["known_hits"] += int(hit[cd.known].sum())
             seed = args.seed + int(b[0])
-            runs = {"image": (labels, known_tokens, known),
-                    "class only": (torch.full((len(b),), label), None, None)}
-            for name, (lab, kt, km) in runs.items():
+            runs = {"image": (labels, known_tokens, known,
+                              prior * torch.stack([cd.log_probs for cd in conds]) if prior > 0 else None)}
+            if not args.no_baseline:
+                runs["class only"] = (torch.full((len(b),), label), None, None, None)
+            for name, (lab, kt, km, cp) in runs.items():
                 last = None
                 for last in sample_steps(pipe.model, pipe.tokenizer, lab.to(pipe.device),
                                          replace(options, preview=False),
-                                         torch.Generator().manual_seed(seed), kt, km):
+                                         torch.Generator().manual_seed(seed), kt, km, coarse_prior=cp):
                     pass
                 cds, ious = _shape_errors(pipe, last.tokens, seed, options.min_part, test.points[b],
                                           test.occupancy[b], stats[c])
@@ -466,8 +472,8 @@ def evaluate_image(args: argparse.Namespace) -> dict:
              "coarse given per shape": figs["known"] / n,
              "given coarse accuracy %": 100 * figs["known_hits"] / max(1, figs["known"])}
         for name in ("image", "class only"):
-            m[f"{name} CD x1e3"] = float(np.mean(figs[name][0]))
-            m[f"{name} IoU"] = float(np.mean(figs[name][1]))
+            m[f"{name} CD x1e3"] = float(np.mean(figs[name][0])) if figs[name][0] else float("nan")
+            m[f"{name} IoU"] = float(np.mean(figs[name][1])) if figs[name][1] else float("nan")
         per_class[c] = m
         rows.append([c, n] + [m[k] for k in _IMAGE_COLUMNS])
         print(f"  {c}: done in {time.time() - t0:.0f} s", flush=True)
@@ -477,7 +483,8 @@ def evaluate_image(args: argparse.Namespace) -> dict:
                 ["class", "n"] + list(_IMAGE_COLUMNS), rows)
     return {**_header(args), "image_encoder": read_config(f"{_weights_dir(args)}/image_encoder").get("command"),
             "model": read_config(f"{_weights_dir(args)}/model").get("command"), "split": args.split,
-            "steps": args.steps, "options": options.record(), "confidence": confidence, "seed": args.seed,
+            "steps": args.steps, "options": options.record(), "confidence": confidence, "image_prior": prior,
+            "seed": args.seed,
             "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 
 

@@ -134,6 +134,7 @@ class ImageCondition:
     coarse: torch.Tensor          # (64,) int64 most likely coarse token per position
     confidence: torch.Tensor      # (64,) its probability
     known: torch.Tensor           # (64,) bool: committed up front (confidence >= threshold)
+    log_probs: torch.Tensor       # (64, V) log-probabilities of every coarse code (a prior for the sampler)
 
 
 @torch.no_grad()
@@ -145,6 +146,7 @@ def image_condition(encoder: ImageEncoder, image: torch.Tensor, threshold: float
     device = next(encoder.parameters()).device
     class_logits, token_logits = encoder.eval()(image[None].to(device))
     probs = class_logits[0].float().softmax(-1).cpu()
-    conf, coarse = token_logits[0].float().softmax(-1).max(-1)
-    return ImageCondition(int(probs.argmax()) if label is None else int(label), probs, coarse.cpu(), conf.cpu(),
-                          (conf >= threshold).cpu())
+    log_probs = token_logits[0].float().log_softmax(-1).cpu()
+    conf, coarse = log_probs.exp().max(-1)
+    return ImageCondition(int(probs.argmax()) if label is None else int(label), probs, coarse, conf,
+                          conf >= threshold, log_probs)

@@ -42,6 +42,7 @@ class Result:
 
 
 DEFAULT_IMAGE_CONFIDENCE = 0.5  # coarse tokens the image encoder gives with at least this probability are kept
+DEFAULT_IMAGE_PRIOR = 0.0       # weight of its log-probabilities on the transformer's other coarse draws
 
 
 class Pipeline:
@@ -93,22 +94,27 @@ class Pipeline:
         return image_condition(self.image_encoder, prepare_image(image), confidence, label)
 
     def image_steps(self, condition: ImageCondition, num: int = 1, seed: int = 0,
-                    options: SamplingOptions = SamplingOptions()) -> Iterator[Step]:
+                    options: SamplingOptions = SamplingOptions(), prior: float = DEFAULT_IMAGE_PRIOR) -> Iterator[Step]:
         """Stream the decoding of ``num`` shapes conditioned on an image (see ``image_condition``):
-        its class is the transformer's condition and its confident coarse tokens are given."""
+        its class is the transformer's condition and its confident coarse tokens are given; with
+        ``prior`` > 0 its log-probabilities of the other coarse codes, times ``prior``, are added to
+        the transformer's coarse logits."""
+        if not 0.0 <= prior <= 10.0:
+            raise ValueError(f"prior weight must be between 0 and 10, got {prior}")
         tokens = torch.zeros(self.layout.length, dtype=torch.long)
         known = torch.zeros(self.layout.length, dtype=torch.bool)
         nc = self.layout.num_coarse
         tokens[:nc], known[:nc] = condition.coarse, condition.known
-        return self.sample_steps(CLASSES[condition.label], num, seed, options, tokens[None], known[None])
+        coarse_prior = prior * condition.log_probs[None] if prior > 0 else None
+        return self.sample_steps(CLASSES[condition.label], num, seed, options, tokens[None], known[None], coarse_prior)
 
     def generate_from_image(self, image, num: int = 1, seed: int = 0, options: SamplingOptions = SamplingOptions(),
-                            class_name: str | None = None,
-                            confidence: float = DEFAULT_IMAGE_CONFIDENCE) -> list[Result]:
+                            class_name: str | None = None, confidence: float = DEFAULT_IMAGE_CONFIDENCE,
+                            prior: float = DEFAULT_IMAGE_PRIOR) -> list[Result]:
         """Generate ``num`` shapes that look like the object in ``image``."""
         condition = self.image_condition(image, class_name, confidence)
         last = None
-        for last in self.image_steps(condition, num, seed, replace(options, preview=False)):
+        for last in self.image_steps(condition, num, seed, replace(options, preview=False), prior):
             pass
         return self.decode(last.tokens, seed, condition.label, options.min_part)
 
@@ -116,7 +122,7 @@ class Pipeline:
 
     def sample_steps(self, class_name: str | None = None, num: int = 1, seed: int = 0,
                      options: SamplingOptions = SamplingOptions(), known_tokens: torch.Tensor | None = None,
-                     known_mask: torch.Tensor | None = None) -> Iterator[Step]:
+                     known_mask: torch.Tensor | None = None, coarse_prior: torch.Tensor | None = None) -> Iterator[Step]:
         """Stream the decoding of ``num`` shapes (see ``smart3d.sampler.sample_steps``)."""
         if not 1 <= num <= 64:
             raise ValueError(f"num must be between 1 and 64, got {num}")
@@ -124,7 +130,10 @@ class Pipeline:
         g = torch.Generator().manual_seed(int(seed))
         if known_tokens is not None:
             known_tokens, known_mask = known_tokens.expand(num, -1), known_mask.expand(num, -1)
-        return sample_steps(self.model, self.tokenizer, labels, options, g, known_tokens, known_mask)
+        if coarse_prior is not None:
+            coarse_prior = coarse_prior.expand(num, -1, -1)
+        return sample_steps(self.model, self.tokenizer, labels, options, g, known_tokens, known_mask,
+                            coarse_prior=coarse_prior)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, seed: int = 0, label: int | None = None,

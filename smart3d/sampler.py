@@ -272,11 +272,13 @@ def _refine_pick(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Te
 def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.Tensor,
                  options: SamplingOptions = SamplingOptions(), generator: torch.Generator | None = None,
                  known_tokens: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-                 cond: torch.Tensor | None = None) -> Iterator[Step]:
+                 cond: torch.Tensor | None = None, coarse_prior: torch.Tensor | None = None) -> Iterator[Step]:
     """Decode a batch progressively, yielding a ``Step`` after every step.
 
     labels : (B,) int64 class ids (``model.null_class`` for unconditional). known_tokens (B, L) and
     known_mask (B, L) bool (True = given) switch on completion. cond : (B, T, cond_dim) image prefix.
+    coarse_prior : (B, L_coarse, V_coarse) log-probabilities (an image encoder's) added to the
+    guided coarse logits at every step: the transformer and the prior jointly choose the plan.
     The generator (CPU) drives every random choice.
     """
     options.check()
@@ -311,6 +313,8 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             temp = options.temperature[0] + (options.temperature[1] - options.temperature[0]) * u
             logits = _guided_logits(model, tokens, mask, labels, null, cond,
                                     level_guidance(options, scale, bool(nc)))
+            if coarse_prior is not None and nc:
+                logits[0] = logits[0].float() + coarse_prior.to(device)
             sampled = torch.empty_like(tokens)
             conf = torch.empty(B, L, device=device)
             ent = torch.zeros(B, L, device=device)
