@@ -133,14 +133,17 @@ class ImageCondition:
     class_probs: torch.Tensor     # (C,) predicted class probabilities
     coarse: torch.Tensor          # (64,) int64 most likely coarse token per position
     confidence: torch.Tensor      # (64,) its probability
-    known: torch.Tensor           # (64,) bool: committed up front (confidence >= threshold)
+    known: torch.Tensor           # (64,) bool: committed up front (confidence >= threshold; none at 1)
     log_probs: torch.Tensor       # (64, V) log-probabilities of every coarse code (a prior for the sampler)
 
 
 @torch.no_grad()
 def image_condition(encoder: ImageEncoder, image: torch.Tensor, threshold: float,
                     label: int | None = None) -> ImageCondition:
-    """Condition from one prepared image (3, 64, 64); ``label`` overrides the predicted class."""
+    """Condition from one prepared image (3, 64, 64); ``label`` overrides the predicted class.
+
+    Coarse tokens read with probability >= ``threshold`` are marked known (threshold 1: none, even
+    those whose probability rounds to 1)."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
     device = next(encoder.parameters()).device
@@ -148,5 +151,5 @@ def image_condition(encoder: ImageEncoder, image: torch.Tensor, threshold: float
     probs = class_logits[0].float().softmax(-1).cpu()
     log_probs = token_logits[0].float().log_softmax(-1).cpu()
     conf, coarse = log_probs.exp().max(-1)
-    return ImageCondition(int(probs.argmax()) if label is None else int(label), probs, coarse, conf,
-                          conf >= threshold, log_probs)
+    known = conf >= threshold if threshold < 1.0 else torch.zeros_like(conf, dtype=torch.bool)
+    return ImageCondition(int(probs.argmax()) if label is None else int(label), probs, coarse, conf, known, log_probs)
