@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 import torch
 
 from smart3d.dataset import check_class
-from smart3d.pipeline import Pipeline
+from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
 from smart3d.sampler import SamplingOptions, Step, empty_tokens
 from smart3d.shapes import CLASSES
 
@@ -280,7 +280,7 @@ class Handlers:
                 "to be given, the transformer draws the rest.")
 
     @user_errors
-    def image(self, image_file, class_name: str = ANY_CLASS, confidence: float = 0.5):
+    def image(self, image_file, class_name: str = ANY_CLASS, confidence: float = DEFAULT_IMAGE_CONFIDENCE):
         """Check an uploaded image; returns (what the encoder sees, a line on what it reads)."""
         if image_file is None:                                   # cleared
             return None, ""
