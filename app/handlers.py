@@ -255,19 +255,14 @@ class Handlers:
 
     def _image_condition(self, image_file, class_name: str | None, confidence: float):
         """Checked upload -> (its description, the prepared view as (64, 64, 3) uint8, ImageCondition)."""
-        from smart3d.image import prepare_image
-        from smart3d.image import image_condition as condition_of
-
         info, picture = open_image(image_file, self.config.max_file_bytes)
         if self.pipe.image_encoder is None:
             raise ValueError("This app has no image encoder (weights/image_encoder.safetensors is missing), so it "
                              "cannot make a shape from a picture. Use the Class or Partial scan tab.")
         if not (isinstance(confidence, (int, float)) and 0.0 <= confidence <= 1.0):
             raise ValueError(f"Coarse-token confidence must be a number between 0 and 1; got {confidence!r}.")
-        prepared = prepare_image(picture)
-        label = None if class_name is None else self.pipe.label_of(class_name)
-        cond = condition_of(self.pipe.image_encoder, prepared, float(confidence), label)
-        view = (prepared.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        cond = self.pipe.image_condition(picture, class_name, float(confidence))
+        view = (cond.image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         return info, view, cond
 
     @staticmethod
@@ -298,10 +293,7 @@ class Handlers:
         color_by = check_color_mode(color_by)
         seed = resolve_seed(seed, randomize_seed)
         info, _, cond = self._image_condition(image_file, class_name, confidence)
-        tokens = torch.zeros(self.layout.length, dtype=torch.long)
-        known = torch.zeros(self.layout.length, dtype=torch.bool)
-        nc = self.layout.num_coarse
-        tokens[:nc], known[:nc] = cond.coarse, cond.known
+        tokens, known = self.pipe.image_tokens(cond)
         yield from self._decode("image", CLASSES[cond.label], seed, options, color_by, _session(request),
                                 tokens, known, self._describe(info, cond, class_name is not None))
 

@@ -22,7 +22,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from smart3d.image import prepare_image  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
 from smart3d.render import contact_sheet, render_meshes  # noqa: E402
 from smart3d.shapes import CLASSES  # noqa: E402
@@ -38,7 +37,7 @@ def main(args: argparse.Namespace) -> None:
         results = pipe.generate_from_image(path, num=args.num, seed=0)
         seconds = time.time() - t0
         picture = np.asarray(Image.open(path).convert("RGB").resize((size, size)))
-        seen = (prepare_image(Image.open(path)).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        seen = (cond.image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         seen = np.asarray(Image.fromarray(seen).resize((size, size), Image.Resampling.NEAREST))
         tiles += [picture, seen, *render_meshes([r.mesh for r in results], size=size)]
         name = CLASSES[cond.label]

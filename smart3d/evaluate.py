@@ -429,7 +429,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
     test = load_split(args.split, args.classes, args.num_per_class, args.cache)
     views = load_views(args.split, args.classes, args.num_per_class, 2, args.cache)
     stats = class_stats(args.classes, args.num_per_class, args.cache)
-    nc, L = pipe.layout.num_coarse, pipe.layout.length
+    nc = pipe.layout.num_coarse
     per_class, rows = {}, []
     for c in args.classes:
         label = CLASSES.index(c)
@@ -438,14 +438,12 @@ def evaluate_image(args: argparse.Namespace) -> dict:
                 "image": ([], []), "class only": ([], [])}
         for i in range(0, len(sel), args.batch_size):
             b = sel[i:i + args.batch_size]
-            true = torch.cat([pipe.tokenizer.encode_points(test.dense[k].astype(np.float32)).cpu() for k in b])
+            true = pipe.tokenizer.encode_points(test.dense[b].astype(np.float32)).cpu()
             conds = [image_condition(pipe.image_encoder, torch.from_numpy(views.images[k, 0]).permute(2, 0, 1).float() / 255,
                                      confidence) for k in b]
             labels = torch.tensor([cd.label for cd in conds])
-            known_tokens = torch.zeros(len(b), L, dtype=torch.long)
-            known = torch.zeros(len(b), L, dtype=torch.bool)
+            known_tokens, known = (torch.stack(t) for t in zip(*map(pipe.image_tokens, conds)))
             for j, cd in enumerate(conds):
-                known_tokens[j, :nc], known[j, :nc] = cd.coarse, cd.known
                 hit = cd.coarse == true[j, :nc]
                 figs["class_hits"] += int(cd.label == label)
                 figs["coarse_hits"] += int(hit.sum())

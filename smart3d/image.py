@@ -135,6 +135,7 @@ class ImageCondition:
     confidence: torch.Tensor      # (64,) its probability
     known: torch.Tensor           # (64,) bool: committed up front (confidence >= threshold; none at 1)
     log_probs: torch.Tensor       # (64, V) log-probabilities of every coarse code (a prior for the sampler)
+    image: torch.Tensor           # (3, 64, 64) the prepared view it was read from
 
 
 @torch.no_grad()
@@ -152,4 +153,5 @@ def image_condition(encoder: ImageEncoder, image: torch.Tensor, threshold: float
     log_probs = token_logits[0].float().log_softmax(-1).cpu()
     conf, coarse = log_probs.exp().max(-1)
     known = conf >= threshold if threshold < 1.0 else torch.zeros_like(conf, dtype=torch.bool)
-    return ImageCondition(int(probs.argmax()) if label is None else int(label), probs, coarse, conf, known, log_probs)
+    return ImageCondition(int(probs.argmax()) if label is None else int(label), probs, coarse, conf, known, log_probs,
+                          image.cpu())

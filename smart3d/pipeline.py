@@ -93,6 +93,15 @@ class Pipeline:
         label = None if class_name is None else self.label_of(class_name)
         return image_condition(self.image_encoder, prepare_image(image), confidence, label)
 
+    def image_tokens(self, condition: ImageCondition) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequence (L,) int64 and its given positions (L,) bool that an image condition fixes:
+        its coarse tokens where it is sure enough, nothing at the fine level."""
+        tokens = torch.zeros(self.layout.length, dtype=torch.long)
+        known = torch.zeros(self.layout.length, dtype=torch.bool)
+        nc = self.layout.num_coarse
+        tokens[:nc], known[:nc] = condition.coarse, condition.known
+        return tokens, known
+
     def image_steps(self, condition: ImageCondition, num: int = 1, seed: int = 0,
                     options: SamplingOptions = SamplingOptions(), prior: float = DEFAULT_IMAGE_PRIOR) -> Iterator[Step]:
         """Stream the decoding of ``num`` shapes conditioned on an image (see ``image_condition``):
@@ -101,10 +110,7 @@ class Pipeline:
         the transformer's coarse logits."""
         if not 0.0 <= prior <= 10.0:
             raise ValueError(f"prior weight must be between 0 and 10, got {prior}")
-        tokens = torch.zeros(self.layout.length, dtype=torch.long)
-        known = torch.zeros(self.layout.length, dtype=torch.bool)
-        nc = self.layout.num_coarse
-        tokens[:nc], known[:nc] = condition.coarse, condition.known
+        tokens, known = self.image_tokens(condition)
         coarse_prior = prior * condition.log_probs[None] if prior > 0 else None
         return self.sample_steps(CLASSES[condition.label], num, seed, options, tokens[None], known[None], coarse_prior)
 
