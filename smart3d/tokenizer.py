@@ -64,8 +64,11 @@ PRESETS = {"base": TokenizerConfig(),
            "fine32e": TokenizerConfig(fine_width=32, voxel_width=8, token_embed=True),  # ... and a table per code
            "wide": TokenizerConfig(width=64, fine_width=32, voxel_width=8, token_embed=True),  # twice the 8^3 width
            "codes8192": TokenizerConfig(codebook_size=8192, fine_width=32, voxel_width=8),  # 13 bits per patch
+           "codes4096e": TokenizerConfig(codebook_size=4096, fine_width=32, voxel_width=8, token_embed=True),  # grown
            "continuous": TokenizerConfig(quantize=False, fine_width=32, voxel_width=8),    # bottleneck ceiling
-           "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1)}
+           "tiny": TokenizerConfig(codebook_size=64, coarse_codebook_size=32, code_dim=8, hidden=32, width=8, blocks=1),
+           "tiny256": TokenizerConfig(codebook_size=256, coarse_codebook_size=32, code_dim=8, hidden=32, width=8,
+                                      blocks=1)}        # "tiny" grown (tests of --init)
 
 COARSE_LATTICE = G.LATTICE // 2       # 4: coarse tokens per side
 COARSE_BLOCK = G.GRID // COARSE_LATTICE  # 8: voxels per coarse token side
@@ -286,6 +289,24 @@ class Tokenizer(nn.Module):
             self.coarse_quantizer = VectorQuantizer(c.coarse_codebook_size, c.code_dim, c.ema_decay)
             self.coarse_decoder = _mlp(c.code_dim, c.hidden, bits)
 
+    def freeze_coarse(self) -> None:
+        """Keep the coarse level (encoder, codebook, decoder) as it is through further training.
+
+        Growing the fine codebook (``grow_codebook``) should not move the coarse tokens: the
+        image encoder and any transformer predict them.
+        """
+        if self.config.levels == 2:
+            for m in (self.coarse_encoder, self.coarse_quantizer, self.coarse_decoder):
+                m.requires_grad_(False)
+            self.coarse_frozen = True
+            self.coarse_quantizer.eval()                           # no EMA updates, no restarts
+
+    def train(self, mode: bool = True) -> "Tokenizer":
+        super().train(mode)
+        if getattr(self, "coarse_frozen", False):
+            self.coarse_quantizer.eval()
+        return self
+
     # ---- encoding ---------------------------------------------------------------------------
 
     def _fine_latents(self, features: torch.Tensor) -> torch.Tensor:
@@ -380,6 +401,51 @@ class Tokenizer(nn.Module):
             loss = loss + crecon + self.config.commitment * ccommit
         out["loss"] = loss
         return out
+
+
+@torch.no_grad()
+def grow_codebook(model: Tokenizer, old: Tokenizer, latents: torch.Tensor, generator: torch.Generator,
+                  iterations: int = 10) -> torch.Tensor:
+    """Start ``model`` (K fine codes) from a trained tokenizer ``old`` with fewer codes K0 (K % K0 == 0).
+
+    Every layer whose shape did not change is copied. Each old code is split into K / K0 children
+    by k-means over the ``latents`` (N, D) that it quantises (the old encoder's outputs on real
+    inputs); a child with nothing to take sits on a random latent, as a dead-code restart would.
+    A child starts with its parent's decoder embedding, so the grown tokenizer decodes at least
+    as well as the old one from its first step, and training then teaches the encoder and decoder
+    what the extra codes can tell apart. Returns (K,) int64: the parent of each new code, which
+    is how a transformer trained on the old tokens can be carried over.
+    """
+    K, K0 = model.config.codebook_size, old.config.codebook_size
+    assert K % K0 == 0 and K > K0, f"grow {K0} codes to a multiple, not {K}"
+    state = model.state_dict()
+    state.update({k: v for k, v in old.state_dict().items() if v.shape == state[k].shape})
+    model.load_state_dict(state)
+    r = K // K0
+    parent_of = old.quantizer.indices(latents)
+    codebook = old.quantizer.codebook.repeat_interleave(r, 0).clone()
+    for k in range(K0):
+        z = torch.unique(latents[parent_of == k], dim=0)
+        if len(z) == 0:
+            continue
+        pick = torch.randperm(len(z), generator=generator)[:r]
+        centres = z[pick]
+        for _ in range(iterations if len(z) > r else 0):          # Lloyd's iterations within the cluster
+            assign = torch.cdist(z, centres).argmin(1)
+            for j in range(r):
+                if (assign == j).any():
+                    centres[j] = z[assign == j].mean(0)
+        codebook[k * r:k * r + len(centres)] = centres
+        if len(centres) < r:                                       # fewer distinct inputs than children
+            spare = latents[torch.randint(len(latents), (r - len(centres),), generator=generator)]
+            codebook[k * r + len(centres):(k + 1) * r] = spare
+    vq = model.quantizer
+    vq.codebook.copy_(codebook)
+    vq.embed_sum.copy_(codebook)
+    vq.cluster_size.fill_(1.0)
+    if model.decoder.embed is not None and old.decoder.embed is not None:
+        model.decoder.embed.weight.copy_(old.decoder.embed.weight.repeat_interleave(r, 0))
+    return torch.arange(K0).repeat_interleave(r)
 
 
 def iou(logits: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:

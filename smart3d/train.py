@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import geometry as G
 from .shapes import CLASSES
-from .weights import WEIGHTS_DIR, best_device, save_pretrained
+from .weights import WEIGHTS_DIR, best_device, read_config, save_pretrained
 
 COMPONENTS = ("classifier", "tokenizer", "decoder", "model", "image")
 
@@ -61,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="decoder: replace this fraction of the surface tokens by one of their nearest codes "
                         "(trains a decoder that tolerates the sampler's imperfect codes; 0: off)")
     p.add_argument("--views", type=int, default=2, help="image: rendered views per shape")
+    p.add_argument("--init", default=None,
+                   help="tokenizer: start from these trained weights (path without extension), each code split into "
+                        "codebook_size / old codebook_size children (tokenizer.grow_codebook); model: start "
+                        "from this transformer, its fine codes carried over to --tokenizer's (carry_over)")
     p.add_argument("--out", default=None, help="weights path without extension (default weights/<what>)")
 
 
@@ -274,13 +278,20 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     args.preset = args.preset or "base"
     config = PRESETS[args.preset]
     model = Tokenizer(config).to(device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    peak = args.lr or 1e-3
-    opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.0)
     ckpt_path = Path(args.checkpoint or f"checkpoints/tokenizer_{args.preset}.pt")
     g = torch.Generator().manual_seed(args.seed)
-    step, t_used, log = resume(ckpt_path, {"model": model}, opt, g, rank)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
+    metadata = {}
+    if args.init:                                                 # grow a trained tokenizer's fine codebook
+        metadata["grown_from"] = {k: v for k, v in read_config(args.init).items() if k != "recon_curve"}
+        if not ckpt_path.exists():
+            grow_from(model, args.init, train.dense, device, g)
+        model.freeze_coarse()
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    peak = args.lr or 1e-3
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=peak, betas=(0.9, 0.95),
+                            weight_decay=0.0)
+    step, t_used, log = resume(ckpt_path, {"model": model}, opt, g, rank)
     val = load_split("val", args.classes, args.num_per_class, args.cache)
     dense, sdf = train.dense, torch.from_numpy(train.sdf)
     local = args.batch_size // world
@@ -311,7 +322,29 @@ def train_tokenizer_cmd(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer",
-                   ["preset", "num_per_class", "steps", "batch_size", "lr", "warmup", "minutes", "seed"])
+                   ["preset", "init", "num_per_class", "steps", "batch_size", "lr", "warmup", "minutes", "seed"],
+                   **metadata)
+
+
+@torch.no_grad()
+def grow_from(model, path: str, dense: np.ndarray, device, generator: torch.Generator, num: int = 2000) -> None:
+    """Start ``model`` from the trained tokenizer at ``path`` with its codes split (``grow_codebook``).
+
+    The children of each code come from the old encoder's latents of ``num`` random training
+    clouds, at the point counts training will feed (``scan_densities``).
+    """
+    from .tokenizer import Tokenizer, TokenizerConfig, grow_codebook
+    from .weights import load_pretrained
+
+    old = load_pretrained(Tokenizer, TokenizerConfig, path, device).eval()
+    pick = torch.randperm(len(dense), generator=generator)[:num].numpy()
+    latents = []
+    for i in range(0, len(pick), 64):
+        pts = torch.from_numpy(dense[pick[i:i + 64]].astype(np.float32))
+        feats = G.surface_features([p[:n] for p, n in zip(pts, scan_densities(len(pts), pts.shape[1], generator))])
+        latents.append(old._fine_latents(feats.to(device)).flatten(0, 1))
+    grow_codebook(model, old, torch.cat(latents), generator)
+    print(f"grew {old.config.codebook_size} codes of {path} to {model.config.codebook_size}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +388,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     from .dataset import load_split
     from .sampler import empty_tokens
     from .tokenizer import PRESETS, Tokenizer, TokenizerConfig, soft_occupancy
-    from .weights import load_pretrained, read_config
+    from .weights import load_pretrained
 
     rank, world, device = setup_distributed(args.device)
     torch.manual_seed(args.seed)
@@ -458,7 +491,7 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     from .model import PRESETS, MaskedTransformer
     from .sampler import empty_tokens
     from .tokenizer import Tokenizer, TokenizerConfig
-    from .weights import load_pretrained, read_config
+    from .weights import load_pretrained
 
     rank, world, device = setup_distributed(args.device)
     args.preset = args.preset or "XS"
@@ -477,8 +510,11 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.05)
     ckpt_path = Path(args.checkpoint or f"checkpoints/model_{args.preset}_{args.attention}_l{args.levels}.pt")
     g = torch.Generator().manual_seed(args.seed + 1)
-    step, t_used, log = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
     tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
+    if args.init and not ckpt_path.exists():
+        carry_over(model, args.init, tokens[:len(tokens) // 2], args, device, g)
+        ema.load_state_dict(model.state_dict())
+    step, t_used, log = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
     full = tokenizer.layout
     if args.levels == 1 and full.num_coarse:                     # fine-only ablation: drop the coarse tokens
         tokens = tokens[:, full.num_coarse:]
@@ -514,11 +550,56 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     seconds = t_used + time.time() - t0
     out_path = Path(args.out or WEIGHTS_DIR / "model")
     save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
-                    command=_command_line(args, ["preset", "attention", "levels", "num_per_class", "steps",
-                                                 "batch_size", "lr", "warmup", "minutes", "seed"]),
+                    command=_command_line(args, ["preset", "init", "tokenizer", "attention", "levels", "num_per_class",
+                                                 "steps", "batch_size", "lr", "warmup", "minutes", "seed"]),
                     train_seconds=seconds, hardware=f"{world} x {device.type}", steps=step,
                     loss_curve=log)
     print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
+
+
+@torch.no_grad()
+def carry_over(model, path: str, tokens: torch.Tensor, args: argparse.Namespace, device,
+               generator: torch.Generator, num: int = 2000) -> torch.Tensor:
+    """Start ``model`` from the transformer at ``path``, trained on the tokens of a tokenizer with fewer
+    fine codes from which ``--tokenizer`` was grown (``train tokenizer --init``).
+
+    Each new fine code takes its parent's embedding and output row: the parent is the old code the
+    same patch most often had, counted over ``num`` training shapes (``tokens`` are their new
+    sequences, in ``load_split`` order), and the output bias adds the log share of the parent's
+    patches that went to this child. The carried-over model so predicts what the old one did,
+    spread over the children in their training proportions; everything else is copied as is.
+    Returns (K,) int64, the parent of each new code.
+    """
+    from .dataset import load_split
+    from .model import MaskedTransformer, ModelConfig
+    from .tokenizer import Tokenizer, TokenizerConfig
+    from .weights import load_pretrained
+
+    old = load_pretrained(MaskedTransformer, ModelConfig, path, device)
+    old_tokenizer = load_pretrained(Tokenizer, TokenizerConfig, read_config(path)["tokenizer"], device)
+    assert old.config.levels == model.config.levels and old.config.dim == model.config.dim, \
+        "carry over between transformers of one preset and level count"
+    train = load_split("train", args.classes, args.num_per_class, args.cache)
+    pick = torch.randperm(len(train.dense), generator=generator)[:num]
+    nc = model.layout.num_coarse
+    new = tokens[pick, nc:].flatten()
+    before = encode_dense(old_tokenizer, train.dense[pick.numpy()], mirror=False)[:, nc:].flatten()
+    K, K0 = model.config.codebook_size, old.config.codebook_size
+    counts = torch.zeros(K, K0).index_put_((new, before), torch.ones(len(new)), accumulate=True)
+    parent = counts.argmax(1)                                    # unseen codes: parent 0, share ~0
+    seen = counts.sum(1) + 1.0                                   # (add-one: no child gets probability 0)
+    share = seen / torch.zeros(K0).index_add_(0, parent, seen)[parent]
+    state = model.state_dict()
+    state.update({k: v for k, v in old.state_dict().items() if v.shape == state[k].shape})
+    fine_emb, fine_head = f"token_emb.{len(model.vocab) - 1}.weight", f"heads.{len(model.vocab) - 1}"
+    old_state = old.state_dict()
+    state[fine_emb] = torch.cat([old_state[fine_emb][parent.to(device)], old_state[fine_emb][K0:]])   # + [MASK]
+    state[f"{fine_head}.weight"] = old_state[f"{fine_head}.weight"][parent.to(device)]
+    state[f"{fine_head}.bias"] = old_state[f"{fine_head}.bias"][parent.to(device)] + share.log().to(device)
+    model.load_state_dict(state)
+    print(f"carried {path} over: {K0} -> {K} fine codes, parents from {num} training shapes "
+          f"({float((counts.sum(1) > 0).float().mean()):.1%} of the new codes seen)")
+    return parent
 
 
 # --------------------------------------------------------------------------------------------

@@ -149,3 +149,108 @@ def test_compiled_model_training_matches_eager(workdir):
     torch.manual_seed(0)                                     # the runs' initialisation (--seed 0)
     init = MaskedTransformer(ModelConfig(**read_config(d / "eager")["config"])).state_dict()
     assert max((init[k] - compiled[k]).abs().max().item() for k in init) > 1e-4   # the three steps did train
+
+
+def _clouds(num: int, seed: int = 0) -> list:
+    """Random clouds, each a box surface at its own place and size (varied patches, some empty space)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(num):
+        lo, hi = rng.uniform(-0.8, -0.1, 3), rng.uniform(0.1, 0.8, 3)
+        p = rng.uniform(lo, hi, (3000, 3))
+        axis, side = rng.integers(0, 3, 3000), rng.integers(0, 2, 3000)
+        p[np.arange(3000), axis] = np.where(side == 1, hi[axis], lo[axis])
+        out.append(p.astype(np.float32))
+    return out
+
+
+def test_grow_codebook_splits_every_code_into_finer_ones():
+    """``grow_codebook``: K0 codes -> K, each old code's latents split by k-means among its children."""
+    from smart3d.geometry import surface_features
+    from smart3d.tokenizer import PRESETS, Tokenizer, grow_codebook
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    old, new = Tokenizer(PRESETS["tiny"]).eval(), Tokenizer(PRESETS["tiny256"]).eval()
+    with torch.no_grad():
+        feats = surface_features(_clouds(24))
+        old.init_codebooks(feats, g)
+        z = old._fine_latents(feats).flatten(0, 1)
+    parent = grow_codebook(new, old, z, g)
+    assert parent.shape == (256,) and torch.equal(parent.bincount(), torch.full((64,), 4))
+    for name in ("encoder.0.weight", "decoder.inp.weight", "coarse_quantizer.codebook"):
+        assert torch.equal(new.state_dict()[name], old.state_dict()[name]), name
+
+    def error(vq):
+        return (z - vq.codebook[vq.indices(z)]).norm(dim=1).mean()
+
+    assert error(new.quantizer) < 0.8 * error(old.quantizer)                  # finer quantisation of the same latents
+    # a child fitted to its parent's latents lies in the parent's cell: the old code of a child is its parent
+    assert (old.quantizer.indices(new.quantizer.codebook) == parent).float().mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def grown(workdir):
+    d, common = workdir
+    out = _run(["train", "tokenizer", "--preset", "tiny256", "--init", str(d / "tokenizer"), "--steps", "4",
+                "--checkpoint", str(d / "grow.pt"), "--out", str(d / "tok_grown"), *common], d)
+    assert "grew 64 codes" in out
+    return d / "tok_grown"
+
+
+def test_grown_tokenizer_run_keeps_the_coarse_level(workdir, grown):
+    from smart3d.tokenizer import Tokenizer, TokenizerConfig
+    from smart3d.weights import load_pretrained
+
+    d, _ = workdir
+    old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
+    new = load_pretrained(Tokenizer, TokenizerConfig, grown)
+    cfg = read_config(grown)
+    assert new.config.codebook_size == 256 and cfg["grown_from"]["steps"] == 6 and "--init" in cfg["command"]
+    for name in ("coarse_encoder.0.weight", "coarse_quantizer.codebook", "coarse_decoder.2.bias"):
+        assert torch.equal(new.state_dict()[name], old.state_dict()[name]), name      # frozen through training
+    assert not torch.equal(new.state_dict()["encoder.0.weight"], old.state_dict()["encoder.0.weight"])
+    pts = _clouds(4, seed=1)
+    nc = old.layout.num_coarse
+    a, b = old.encode_points(pts), new.encode_points(pts)
+    assert torch.equal(a[:, :nc], b[:, :nc]) and int(b[:, nc:].max()) < 256
+
+
+def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
+    """``train model --init``: each new fine code starts as its parent, weighted by its share of the data."""
+    import argparse
+
+    from smart3d.model import MaskedTransformer, ModelConfig
+    from smart3d.train import carry_over, encode_split
+    from smart3d.tokenizer import Tokenizer, TokenizerConfig
+    from smart3d.weights import load_pretrained
+
+    d, common = workdir
+    _run(["train", "model", "--preset", "tiny", "--steps", "3", "--tokenizer", str(d / "tokenizer"),
+          "--checkpoint", str(d / "small.pt"), "--out", str(d / "small"), "--lr", "1e-3", *common], d)
+    out = _run(["train", "model", "--preset", "tiny", "--steps", "1", "--init", str(d / "small"), "--tokenizer",
+                str(grown), "--checkpoint", str(d / "carried.pt"), "--out", str(d / "carried"), *common], d)
+    assert "carried" in out and "64 -> 256 fine codes" in out and "--init" in read_config(d / "carried")["command"]
+
+    args = argparse.Namespace(classes=CLASSES, num_per_class=10, cache=str(d / "cache"))
+    tokenizer = load_pretrained(Tokenizer, TokenizerConfig, grown)
+    tokens, _ = encode_split(tokenizer, "train", CLASSES, 10, args.cache, "cpu", mirror=False)
+    old = load_pretrained(MaskedTransformer, ModelConfig, d / "small").eval()
+    new = MaskedTransformer(ModelConfig(**{**old.config.__dict__, "codebook_size": 256})).eval()
+    parent = carry_over(new, str(d / "small"), tokens, args, "cpu", torch.Generator().manual_seed(0))
+    nc = new.layout.num_coarse
+    seq = tokens[:3].clone()
+    mask = torch.zeros_like(seq, dtype=torch.bool)
+    mask[:, nc:] = True                                            # every fine token masked
+    labels = torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        (c_old, f_old), (c_new, f_new) = old(seq, mask, labels), new(seq, mask, labels)
+    assert torch.allclose(c_old, c_new, atol=1e-5)
+    p_old, p_new = f_old.softmax(-1), f_new.softmax(-1)
+    grouped = torch.zeros_like(p_old).index_add_(-1, parent, p_new)        # new probability summed per parent
+    has = torch.zeros(64, dtype=torch.bool)
+    has[parent] = True
+    expect = torch.where(has, p_old, 0.0)
+    assert torch.allclose(grouped, expect / expect.sum(-1, keepdim=True), atol=1e-5)
