@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-noise", type=float, default=0.0,
                    help="decoder: replace this fraction of the surface tokens by one of their nearest codes "
                         "(trains a decoder that tolerates the sampler's imperfect codes; 0: off)")
+    p.add_argument("--occupancy-loss", type=float, default=0.0,
+                   help="decoder: weight of an extra cross-entropy against the hard occupancy (sdf < 0), the "
+                        "sign that voxel IoU counts, beside the soft one-voxel ramp")
     p.add_argument("--views", type=int, default=2, help="image: rendered views per shape")
     p.add_argument("--init", default=None,
                    help="tokenizer: start from these trained weights (path without extension), each code split into "
@@ -427,9 +430,12 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
         fine = tokens[b][:, model.layout.num_coarse:]
         if args.token_noise > 0:
             fine = perturb_tokens(fine, near, empty, args.token_noise, g)
-        fine = fine.to(device)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ddp(model.quantizer.codebook[fine], fine),
-                                                                    soft_occupancy(target.to(device)))
+        fine, target = fine.to(device), target.to(device)
+        logits = ddp(model.quantizer.codebook[fine], fine)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, soft_occupancy(target))
+        if args.occupancy_loss > 0:
+            loss = loss + args.occupancy_loss * torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, (target < 0).float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -448,7 +454,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer with the new decoder",
                    ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "warmup", "token_noise",
-                    "minutes", "seed"],
+                    "occupancy_loss", "minutes", "seed"],
                    encoder_from=before, decoder_config=asdict(config))
 
 

@@ -91,8 +91,8 @@ def test_decoder_run_keeps_every_token(workdir, preset):
 
     d, common = workdir
     _run(["train", "decoder", "--preset", preset, "--steps", "3", "--tokenizer", str(d / "tokenizer"),
-          "--token-noise", "0.3", "--checkpoint", str(d / f"dec_{preset}.pt"), "--out", str(d / "tokenizer_dec"),
-          *common], d)
+          "--token-noise", "0.3", "--occupancy-loss", "0.5", "--checkpoint", str(d / f"dec_{preset}.pt"),
+          "--out", str(d / "tokenizer_dec"), *common], d)
     old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
     new = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer_dec")
     assert new.config.fine_width == 32 and old.config.fine_width == 0
@@ -105,7 +105,7 @@ def test_decoder_run_keeps_every_token(workdir, preset):
         assert new.decode(tokens).shape == (3, 32, 32, 32)
         assert not torch.allclose(new.decode(tokens), old.decode(tokens))
     assert read_config(d / "tokenizer_dec")["encoder_from"]["steps"] == 6
-    assert "--token-noise 0.3" in read_config(d / "tokenizer_dec")["command"]
+    assert "--token-noise 0.3 --occupancy-loss 0.5" in read_config(d / "tokenizer_dec")["command"]
 
 
 def test_token_noise_moves_only_surface_tokens_to_near_codes():
