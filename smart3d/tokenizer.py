@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import geometry as G
+from .weights import matching_state
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,7 @@ class Tokenizer(nn.Module):
         super().__init__()
         self.config = config
         self.layout = TokenLayout(config.levels)
+        self.coarse_frozen = False                                 # see freeze_coarse
         c = config
         self.encoder = _mlp(G.SURFACE_CHANNELS * G.PATCH**3, c.hidden, c.code_dim)
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, c.ema_decay)
@@ -303,7 +305,7 @@ class Tokenizer(nn.Module):
 
     def train(self, mode: bool = True) -> "Tokenizer":
         super().train(mode)
-        if getattr(self, "coarse_frozen", False):
+        if self.coarse_frozen:
             self.coarse_quantizer.eval()
         return self
 
@@ -418,9 +420,7 @@ def grow_codebook(model: Tokenizer, old: Tokenizer, latents: torch.Tensor, gener
     """
     K, K0 = model.config.codebook_size, old.config.codebook_size
     assert K % K0 == 0 and K > K0, f"grow {K0} codes to a multiple, not {K}"
-    state = model.state_dict()
-    state.update({k: v for k, v in old.state_dict().items() if v.shape == state[k].shape})
-    model.load_state_dict(state)
+    model.load_state_dict(matching_state(model, old))
     r = K // K0
     parent_of = old.quantizer.indices(latents)
     codebook = old.quantizer.codebook.repeat_interleave(r, 0).clone()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import geometry as G
 from .shapes import CLASSES
-from .weights import WEIGHTS_DIR, best_device, read_config, save_pretrained
+from .weights import WEIGHTS_DIR, best_device, matching_state, read_config, save_pretrained
 
 COMPONENTS = ("classifier", "tokenizer", "decoder", "model", "image")
 
@@ -399,9 +399,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     old = load_pretrained(Tokenizer, TokenizerConfig, args.tokenizer, device)
     config = replace(old.config, **{k: getattr(PRESETS[args.preset], k) for k in DECODER_FIELDS})
     model = Tokenizer(config).to(device)
-    state = model.state_dict()
-    state.update({k: v for k, v in old.state_dict().items() if v.shape == state[k].shape})
-    model.load_state_dict(state)
+    model.load_state_dict(matching_state(model, old))
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("decoder."))
     params = list(model.decoder.parameters())
@@ -463,12 +461,8 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def encode_split(tokenizer, split: str, classes, num_per_class: int, cache: str, device,
-                 mirror: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token sequences and labels of a split (plus its x-mirrored copy when ``mirror``)."""
-    from .dataset import load_split
-
-    data = load_split(split, classes, num_per_class, cache)
+def encode_split(tokenizer, data, mirror: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sequences and labels of a loaded split (``load_split``), plus its x-mirrored copy when ``mirror``."""
     return encode_dense(tokenizer, data.dense, mirror), torch.from_numpy(data.labels).repeat(2 if mirror else 1)
 
 
@@ -493,6 +487,7 @@ def masked_token_loss(forward, slices: list[slice], tokens: torch.Tensor, mask: 
 
 
 def train_model_cmd(args: argparse.Namespace) -> None:
+    from .dataset import load_split
     from .masking import training_mask
     from .model import PRESETS, MaskedTransformer
     from .sampler import empty_tokens
@@ -516,9 +511,10 @@ def train_model_cmd(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.05)
     ckpt_path = Path(args.checkpoint or f"checkpoints/model_{args.preset}_{args.attention}_l{args.levels}.pt")
     g = torch.Generator().manual_seed(args.seed + 1)
-    tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
+    train = load_split("train", args.classes, args.num_per_class, args.cache)
+    tokens, labels = encode_split(tokenizer, train)
     if args.init and not ckpt_path.exists():
-        carry_over(model, args.init, tokens[:len(tokens) // 2], args, device, g)
+        carry_over(model, args.init, tokens[:len(train)], train.dense, device, g)
         ema.load_state_dict(model.state_dict())
     step, t_used, log = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
     full = tokenizer.layout
@@ -564,19 +560,18 @@ def train_model_cmd(args: argparse.Namespace) -> None:
 
 
 @torch.no_grad()
-def carry_over(model, path: str, tokens: torch.Tensor, args: argparse.Namespace, device,
-               generator: torch.Generator, num: int = 2000) -> torch.Tensor:
+def carry_over(model, path: str, tokens: torch.Tensor, dense: np.ndarray, device, generator: torch.Generator,
+               num: int = 2000) -> torch.Tensor:
     """Start ``model`` from the transformer at ``path``, trained on the tokens of a tokenizer with fewer
     fine codes from which ``--tokenizer`` was grown (``train tokenizer --init``).
 
     Each new fine code takes its parent's embedding and output row: the parent is the old code the
-    same patch most often had, counted over ``num`` training shapes (``tokens`` are their new
-    sequences, in ``load_split`` order), and the output bias adds the log share of the parent's
+    same patch most often had, counted over ``num`` training shapes (``dense`` are their clouds and
+    ``tokens`` their new sequences, row for row), and the output bias adds the log share of the parent's
     patches that went to this child. The carried-over model so predicts what the old one did,
     spread over the children in their training proportions; everything else is copied as is.
     Returns (K,) int64, the parent of each new code.
     """
-    from .dataset import load_split
     from .model import MaskedTransformer, ModelConfig
     from .tokenizer import Tokenizer, TokenizerConfig
     from .weights import load_pretrained
@@ -585,18 +580,16 @@ def carry_over(model, path: str, tokens: torch.Tensor, args: argparse.Namespace,
     old_tokenizer = load_pretrained(Tokenizer, TokenizerConfig, read_config(path)["tokenizer"], device)
     assert old.config.levels == model.config.levels and old.config.dim == model.config.dim, \
         "carry over between transformers of one preset and level count"
-    train = load_split("train", args.classes, args.num_per_class, args.cache)
-    pick = torch.randperm(len(train.dense), generator=generator)[:num]
+    pick = torch.randperm(len(dense), generator=generator)[:num]
     nc = model.layout.num_coarse
     new = tokens[pick, nc:].flatten()
-    before = encode_dense(old_tokenizer, train.dense[pick.numpy()], mirror=False)[:, nc:].flatten()
+    before = encode_dense(old_tokenizer, dense[pick.numpy()], mirror=False)[:, nc:].flatten()
     K, K0 = model.config.codebook_size, old.config.codebook_size
     counts = torch.zeros(K, K0).index_put_((new, before), torch.ones(len(new)), accumulate=True)
     parent = counts.argmax(1)                                    # unseen codes: parent 0, share ~0
     seen = counts.sum(1) + 1.0                                   # (add-one: no child gets probability 0)
     share = seen / torch.zeros(K0).index_add_(0, parent, seen)[parent]
-    state = model.state_dict()
-    state.update({k: v for k, v in old.state_dict().items() if v.shape == state[k].shape})
+    state = matching_state(model, old)
     fine_emb, fine_head = f"token_emb.{len(model.vocab) - 1}.weight", f"heads.{len(model.vocab) - 1}"
     old_state = old.state_dict()
     state[fine_emb] = torch.cat([old_state[fine_emb][parent.to(device)], old_state[fine_emb][K0:]])   # + [MASK]
@@ -652,6 +645,7 @@ def image_metrics(encoder, images: np.ndarray, tokens: torch.Tensor, labels: tor
 
 
 def train_image_cmd(args: argparse.Namespace) -> None:
+    from .dataset import load_split
     from .image import PRESETS, ImageEncoder
     from .sampler import empty_tokens
     from .tokenizer import Tokenizer, TokenizerConfig
@@ -675,7 +669,7 @@ def train_image_cmd(args: argparse.Namespace) -> None:
     g = torch.Generator().manual_seed(args.seed + 1)
     step, t_used, log = resume(ckpt_path, {"model": encoder, "ema": ema}, opt, g, rank)
     views = load_views("train", args.classes, args.num_per_class, args.views, args.cache)
-    tokens, labels = encode_split(tokenizer, "train", args.classes, args.num_per_class, args.cache, device)
+    tokens, labels = encode_split(tokenizer, load_split("train", args.classes, args.num_per_class, args.cache))
     empty = int(empty_tokens(tokenizer)[0])
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
@@ -706,7 +700,7 @@ def train_image_cmd(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     val_views = load_views("val", args.classes, args.num_per_class, args.views, args.cache)
-    val_tokens, val_labels = encode_split(tokenizer, "val", args.classes, args.num_per_class, args.cache, device)
+    val_tokens, val_labels = encode_split(tokenizer, load_split("val", args.classes, args.num_per_class, args.cache))
     val = image_metrics(ema, val_views.images, val_tokens, val_labels, device, empty)
     print("image encoder (val, EMA): " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
     seconds = t_used + time.time() - t0
@@ -721,3 +715,8 @@ def train_image_cmd(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> None:
     {"classifier": train_classifier_cmd, "tokenizer": train_tokenizer_cmd, "decoder": train_decoder_cmd,
      "model": train_model_cmd, "image": train_image_cmd}[args.what](args)
+    if dist.is_initialized():
+        # Leave the process group in order (a barrier, then an explicit destroy): without it a gloo
+        # rank can abort in the C++ teardown after its work is done.
+        dist.barrier()
+        dist.destroy_process_group()

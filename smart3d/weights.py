@@ -27,6 +27,14 @@ def save_pretrained(module: torch.nn.Module, config, path: str | Path, **metadat
     return path
 
 
+def matching_state(module: torch.nn.Module, source: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state with every tensor of ``source`` whose name and shape it shares (a warm start
+    across configs that differ in a few layers); load it with ``module.load_state_dict``."""
+    state = module.state_dict()
+    state.update({k: v for k, v in source.state_dict().items() if k in state and v.shape == state[k].shape})
+    return state
+
+
 def read_config(path: str | Path) -> dict:
     """The JSON document next to the weights."""
     return json.loads(Path(path).with_suffix(".json").read_text())

@@ -220,8 +220,7 @@ def test_grown_tokenizer_run_keeps_the_coarse_level(workdir, grown):
 
 def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
     """``train model --init``: each new fine code starts as its parent, weighted by its share of the data."""
-    import argparse
-
+    from smart3d.dataset import load_split
     from smart3d.model import MaskedTransformer, ModelConfig
     from smart3d.train import carry_over, encode_split
     from smart3d.tokenizer import Tokenizer, TokenizerConfig
@@ -234,12 +233,12 @@ def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
                 str(grown), "--checkpoint", str(d / "carried.pt"), "--out", str(d / "carried"), *common], d)
     assert "carried" in out and "64 -> 256 fine codes" in out and "--init" in read_config(d / "carried")["command"]
 
-    args = argparse.Namespace(classes=CLASSES, num_per_class=10, cache=str(d / "cache"))
+    train = load_split("train", CLASSES, 10, d / "cache")
     tokenizer = load_pretrained(Tokenizer, TokenizerConfig, grown)
-    tokens, _ = encode_split(tokenizer, "train", CLASSES, 10, args.cache, "cpu", mirror=False)
+    tokens, _ = encode_split(tokenizer, train, mirror=False)
     old = load_pretrained(MaskedTransformer, ModelConfig, d / "small").eval()
     new = MaskedTransformer(ModelConfig(**{**old.config.__dict__, "codebook_size": 256})).eval()
-    parent = carry_over(new, str(d / "small"), tokens, args, "cpu", torch.Generator().manual_seed(0))
+    parent = carry_over(new, str(d / "small"), tokens, train.dense, "cpu", torch.Generator().manual_seed(0))
     nc = new.layout.num_coarse
     seq = tokens[:3].clone()
     mask = torch.zeros_like(seq, dtype=torch.bool)
