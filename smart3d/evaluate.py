@@ -211,8 +211,8 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
         m_iou, m_cd = float(torch.cat(ious).mean()), 1e3 * float(np.mean(cds))
         m_sparse = float(torch.cat(sparse_ious).mean())
         per_class[c] = {"iou": m_iou, "min_iou": float(torch.cat(ious).min()), f"iou_{SPARSE_POINTS}_points": m_sparse,
-                        "cd_x1e3": m_cd, "num": int(len(sel))}
-        rows.append([c, len(sel), m_iou, m_sparse, 1e3 * float(np.median(cds)), m_cd])
+                        "cd_x1e3": m_cd, "cd_x1e3_median": 1e3 * float(np.median(cds)), "num": int(len(sel))}
+        rows.append([c, len(sel), f"{m_iou:.3f}", f"{m_sparse:.3f}", per_class[c]["cd_x1e3_median"], m_cd])
     nc, usage = tok.layout.num_coarse, {}
     if all_tokens:
         tokens = torch.cat(all_tokens)
@@ -221,7 +221,8 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
             usage["coarse"] = usage_stats(tokens[:, :nc], tok.config.coarse_codebook_size)
     mean_iou = float(np.mean([v["iou"] for v in per_class.values()]))
     mean_sparse = float(np.mean([v[f"iou_{SPARSE_POINTS}_points"] for v in per_class.values()]))
-    rows.append(["mean", "", mean_iou, mean_sparse, float("nan"), float(np.mean([v["cd_x1e3"] for v in per_class.values()]))])
+    rows.append(["mean", "", f"{mean_iou:.3f}", f"{mean_sparse:.3f}", float(np.mean([v["cd_x1e3_median"] for v in per_class.values()])),
+                 float(np.mean([v["cd_x1e3"] for v in per_class.values()]))])
     print_table("tokenizer reconstruction on the test split (IoU from 32768 dense points and from their first "
                 f"{SPARSE_POINTS})", ["class", "n", "IoU", f"IoU {SPARSE_POINTS} pts", "CD x1e3 (median)", "CD x1e3"], rows)
     print("codebook: " + ", ".join(f"{k} usage {100 * v['usage']:.1f}% perplexity {v['perplexity']:.1f}"
