@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--occupancy-loss", type=float, default=0.0,
                    help="decoder: weight of an extra cross-entropy against the hard occupancy (sdf < 0), the "
                         "sign that voxel IoU counts, beside the soft one-voxel ramp")
+    p.add_argument("--iou-loss", type=float, default=0.0,
+                   help="decoder: weight of a per-shape soft-IoU loss (soft_iou_loss) beside the voxel cross-entropy; "
+                        "IoU is per shape, so thin shapes' errors count more than the voxel mean gives them")
     p.add_argument("--views", type=int, default=2, help="image: rendered views per shape")
     p.add_argument("--init", default=None,
                    help="tokenizer: start from these trained weights (path without extension), each code split into "
@@ -434,6 +437,8 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
         if args.occupancy_loss > 0:
             loss = loss + args.occupancy_loss * torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, (target < 0).float())
+        if args.iou_loss > 0:
+            loss = loss + args.iou_loss * soft_iou_loss(logits, target < 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -452,8 +457,21 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer with the new decoder",
                    ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "warmup", "token_noise",
-                    "occupancy_loss", "minutes", "seed"],
+                    "occupancy_loss", "iou_loss", "minutes", "seed"],
                    encoder_from=before, decoder_config=asdict(config))
+
+
+def soft_iou_loss(logits: torch.Tensor, occupied: torch.Tensor) -> torch.Tensor:
+    """1 - soft IoU per shape, averaged over the batch: (B, ...) occupancy logits against a bool grid.
+
+    The voxel-mean cross-entropy weighs every voxel alike, so a wing's handful of wrong voxels
+    barely moves it while they cost an airplane's IoU most; this term's gradient per voxel scales
+    with 1 / (the shape's soft union), as the metric does.
+    """
+    p, y = torch.sigmoid(logits).flatten(1), occupied.flatten(1).float()
+    inter = (p * y).sum(1)
+    union = p.sum(1) + y.sum(1) - inter
+    return (1.0 - inter / union.clamp_min(1e-6)).mean()
 
 
 # --------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def test_decoder_run_keeps_every_token(workdir, preset):
 
     d, common = workdir
     _run(["train", "decoder", "--preset", preset, "--steps", "3", "--tokenizer", str(d / "tokenizer"),
-          "--token-noise", "0.3", "--occupancy-loss", "0.5", "--checkpoint", str(d / f"dec_{preset}.pt"),
+          "--token-noise", "0.3", "--occupancy-loss", "0.5", "--iou-loss", "0.05", "--checkpoint", str(d / f"dec_{preset}.pt"),
           "--out", str(d / "tokenizer_dec"), *common], d)
     old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
     new = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer_dec")
@@ -105,7 +105,30 @@ def test_decoder_run_keeps_every_token(workdir, preset):
         assert new.decode(tokens).shape == (3, 32, 32, 32)
         assert not torch.allclose(new.decode(tokens), old.decode(tokens))
     assert read_config(d / "tokenizer_dec")["encoder_from"]["steps"] == 6
-    assert "--token-noise 0.3 --occupancy-loss 0.5" in read_config(d / "tokenizer_dec")["command"]
+    assert "--token-noise 0.3 --occupancy-loss 0.5 --iou-loss 0.05" in read_config(d / "tokenizer_dec")["command"]
+
+
+def test_soft_iou_loss_is_one_minus_iou_and_weighs_small_shapes_up():
+    from smart3d.train import soft_iou_loss
+
+    big = torch.zeros(1, 8, 8, 8, dtype=torch.bool)
+    big[:, 1:7, 1:7, 1:7] = True                                     # 216 voxels
+    small = torch.zeros_like(big)
+    small[:, 3:5, 3:5, 3:5] = True                                   # 8 voxels
+    hard = lambda occ: torch.where(occ, 30.0, -30.0)
+    assert float(soft_iou_loss(hard(big), big)) < 1e-6
+    half = small.clone()
+    half[:, 3] = False                                               # predicts 4 of the 8 voxels
+    assert abs(float(soft_iou_loss(hard(half), small)) - 0.5) < 1e-6
+    assert abs(float(soft_iou_loss(torch.full_like(big, -30.0, dtype=torch.float), big)) - 1.0) < 1e-6
+    # one voxel wrong costs the small shape far more than the big one, as IoU does (the voxel mean
+    # cross-entropy would charge both the same)
+    grads = []
+    for occ in (big, small):
+        logits = torch.where(occ, 5.0, -5.0).requires_grad_()
+        soft_iou_loss(logits, occ).backward()
+        grads.append(logits.grad.abs().max())
+    assert grads[1] > 10 * grads[0]
 
 
 def test_token_noise_moves_only_surface_tokens_to_near_codes():
