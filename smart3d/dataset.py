@@ -135,7 +135,9 @@ def build_cache(classes=CLASSES, num_per_class: int = 1000, root: Path | str = D
         if path.exists():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        jobs = [(name, i) for i in range(num_per_class)]
+        head = _cached_head(name, num_per_class, root)            # shapes are deterministic: reuse a smaller cache
+        start = len(head["sdf"]) if head else 0
+        jobs = [(name, i) for i in range(start, num_per_class)]
         bar = tqdm(total=len(jobs), desc=f"building {name}", disable=not progress, unit="shape")
         with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
             rows = []
@@ -143,11 +145,27 @@ def build_cache(classes=CLASSES, num_per_class: int = 1000, root: Path | str = D
                 rows.append(row)
                 bar.update()
         bar.close()
-        sdf, occ, surf, pts, dense = (np.stack(c) for c in zip(*rows))
+        arrays = dict(zip(_CACHE_KEYS, (np.stack(c) for c in zip(*rows))))
+        if head:
+            arrays = {k: np.concatenate([head[k], arrays[k]]) for k in _CACHE_KEYS}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, sdf=sdf, occupancy=occ, surface=surf, points=pts, dense=dense)
+        np.savez(tmp, **arrays)
         tmp.replace(path)
     return out
+
+
+_CACHE_KEYS = ("sdf", "occupancy", "surface", "points", "dense")
+
+
+def _cached_head(name: str, num_per_class: int, root: Path | str) -> dict[str, np.ndarray] | None:
+    """Arrays of the largest cached prefix (fewer than ``num_per_class`` shapes) of a class, if any."""
+    sizes = [int(p.stem.rsplit("_", 1)[1]) for p in cache_path(name, 1, root).parent.glob(f"{name}_*.npz")
+             if p.stem.rsplit("_", 1)[1].isdigit()]
+    sizes = [n for n in sizes if n < num_per_class]
+    if not sizes:
+        return None
+    with np.load(cache_path(name, max(sizes), root)) as z:
+        return {k: z[k] for k in _CACHE_KEYS}
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,19 @@ def test_cache_roundtrip(tmp_path):
     assert np.allclose(data.sdf[0], s.sdf, atol=2e-3)      # stored as float16
     assert np.array_equal(data.points[0], s.points)
     assert data.dense.dtype == np.float16 and np.allclose(data.dense[0], s.dense, atol=1e-3)
+
+
+def test_growing_the_cache_reuses_the_smaller_one(tmp_path):
+    from smart3d.dataset import cache_path
+    build_cache(["mug"], 10, tmp_path, workers=1, progress=False)
+    small = cache_path("mug", 10, tmp_path)
+    with np.load(small) as z:                          # mark the small cache to see that it is reused, not rebuilt
+        arrays = {k: z[k] for k in z.files}
+    arrays["sdf"][0] = 7.0
+    np.savez(small, **arrays)
+    build_cache(["mug"], 12, tmp_path, workers=1, progress=False)
+    data = load_split("train", ["mug"], 12, tmp_path, build=False)
+    assert list(data.indices) == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
+    assert np.all(data.sdf[0] == 7.0)                   # the head came from the small cache
+    s = make_sample("mug", 11)                          # the tail was built
+    assert np.array_equal(data.occupancy[-1], s.occupancy) and np.allclose(data.sdf[-1], s.sdf, atol=2e-3)
