@@ -415,6 +415,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     train = load_split("train", args.classes, args.num_per_class, args.cache)
     tokens = encode_dense(model, train.dense)
     sdf = torch.from_numpy(train.sdf)
+    del train                                                     # the dense clouds are large; only sdf is needed now
     n = len(sdf)
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
