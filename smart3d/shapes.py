@@ -102,6 +102,8 @@ def _polygon(u: np.ndarray, v: np.ndarray, verts: np.ndarray, closed: bool = Tru
         if axis and xi == 0.0 and xj == 0.0:                   # u >= 0: never crossed either
             continue
         ex, ey = xj - xi, yj - yi
+        if ex == 0.0 and ey == 0.0:                            # repeated vertex: its neighbours cover it
+            continue
         wx, wy = u - xi, v - yi
         t = np.clip((wx * ex + wy * ey) / (ex * ex + ey * ey), 0.0, 1.0)
         bx, by = wx - ex * t, wy - ey * t

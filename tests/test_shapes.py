@@ -138,6 +138,18 @@ def test_primitives_are_exact():
     np.testing.assert_allclose(ring(p), exact, atol=1e-12)
 
 
+def test_a_repeated_profile_vertex_changes_nothing():
+    """A zero-length edge (a bottle's profile can repeat a vertex, e.g. bottle 1535) once made the
+    whole field NaN; it must give the same solid as the profile without the repeat."""
+    p = np.random.default_rng(3).uniform(-1.0, 1.0, (2000, 3))
+    profile = [(0, -0.5), (0.4, -0.5), (0.4, 0.2), (0.2, 0.5), (0, 0.5)]
+    repeated = profile[:2] + [profile[1]] + profile[2:]
+    a, b = S.Lathe(profile)(p), S.Lathe(repeated)(p)
+    assert np.all(np.isfinite(b))
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    assert np.isfinite(shape_sdf("bottle", 1535)(p)).all()
+
+
 def test_combinators_match_their_definitions():
     p = np.random.default_rng(3).uniform(-1.5, 1.5, (4000, 3))
     slat = S.Box((-0.6, 0.0, 0.0), (0.1, 0.5, 0.3))
