@@ -120,8 +120,13 @@ def _benchmark_version() -> str:
     return f"{zlib.crc32(code + params):08x}"
 
 
+def cache_dir(root: Path | str = DEFAULT_CACHE) -> Path:
+    """The folder of this benchmark version's cached arrays under ``root``."""
+    return Path(root) / _benchmark_version()
+
+
 def cache_path(name: str, num_per_class: int, root: Path | str = DEFAULT_CACHE) -> Path:
-    return Path(root) / _benchmark_version() / f"{name}_{num_per_class}.npz"
+    return cache_dir(root) / f"{name}_{num_per_class}.npz"
 
 
 def build_cache(classes=CLASSES, num_per_class: int = 1000, root: Path | str = DEFAULT_CACHE,
@@ -159,9 +164,8 @@ _CACHE_KEYS = ("sdf", "occupancy", "surface", "points", "dense")
 
 def _cached_head(name: str, num_per_class: int, root: Path | str) -> dict[str, np.ndarray] | None:
     """Arrays of the largest cached prefix (fewer than ``num_per_class`` shapes) of a class, if any."""
-    sizes = [int(p.stem.rsplit("_", 1)[1]) for p in cache_path(name, 1, root).parent.glob(f"{name}_*.npz")
-             if p.stem.rsplit("_", 1)[1].isdigit()]
-    sizes = [n for n in sizes if n < num_per_class]
+    suffixes = (p.stem[len(name) + 1:] for p in cache_dir(root).glob(f"{name}_*.npz"))
+    sizes = [int(k) for k in suffixes if k.isdigit() and int(k) < num_per_class]
     if not sizes:
         return None
     with np.load(cache_path(name, max(sizes), root)) as z:

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import geometry as G
-from .dataset import DEFAULT_CACHE, cache_path, check_class, load_split
+from .dataset import DEFAULT_CACHE, cache_dir, check_class, load_split
 from .image import IMAGE_SIZE
 from .shapes import CLASSES
 
@@ -79,7 +79,7 @@ def _render_chunk(job: tuple[str, list[tuple[str, int]], np.ndarray, int]) -> np
 
 def views_path(split: str, classes, num_per_class: int, views: int, root: Path | str = DEFAULT_CACHE) -> Path:
     key = zlib.crc32(" ".join(classes).encode())
-    base = cache_path(classes[0], num_per_class, root).parent
+    base = cache_dir(root)
     return base / f"views{VIEWS_FORMAT}_{split}_{num_per_class}_{views}_{key:08x}.npz"
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from smart3d import geometry as G
-from smart3d.dataset import build_cache, load_split, make_sample, split_indices
+from smart3d.dataset import build_cache, cache_path, load_split, make_sample, split_indices
 from smart3d.shapes import CLASSES
 
 
@@ -56,7 +56,6 @@ def test_cache_roundtrip(tmp_path):
 
 
 def test_growing_the_cache_reuses_the_smaller_one(tmp_path):
-    from smart3d.dataset import cache_path
     build_cache(["mug"], 10, tmp_path, workers=1, progress=False)
     small = cache_path("mug", 10, tmp_path)
     with np.load(small) as z:                          # mark the small cache to see that it is reused, not rebuilt
