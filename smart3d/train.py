@@ -66,12 +66,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iou-loss", type=float, default=0.0,
                    help="decoder: weight of a per-shape soft-IoU loss (soft_iou_loss) beside the voxel cross-entropy; "
                         "IoU is per shape, so thin shapes' errors count more than the voxel mean gives them")
+    p.add_argument("--oversample", nargs="+", default=[], metavar="CLASS=FACTOR", type=class_factor,
+                   help="decoder: draw this class's shapes FACTOR times as often (e.g. airplane=3); the "
+                        "metric asks every class to reach its mark, and thin classes lag")
     p.add_argument("--views", type=int, default=2, help="image: rendered views per shape")
     p.add_argument("--init", default=None,
                    help="tokenizer: start from these trained weights (path without extension), each code split into "
                         "codebook_size / old codebook_size children (tokenizer.grow_codebook); model: start "
                         "from this transformer, its fine codes carried over to --tokenizer's (carry_over)")
     p.add_argument("--out", default=None, help="weights path without extension (default weights/<what>)")
+
+
+def class_factor(text: str) -> tuple[str, float]:
+    """``CLASS=FACTOR`` (argparse type of ``--oversample``) -> (class, factor > 0)."""
+    name, sep, factor = text.partition("=")
+    if not sep or name not in CLASSES:
+        raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR with CLASS one of {', '.join(CLASSES)}, got {text!r}")
+    try:
+        value = float(factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"FACTOR must be a number, got {factor!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"FACTOR must be a positive number, got {factor!r}")
+    return name, value
+
+
+def draw_weights(labels: np.ndarray, oversample: list[tuple[str, float]], copies: int = 1) -> torch.Tensor:
+    """Per-sample draw weights over ``copies`` stacked copies of a split: 1, times each class's factor."""
+    weights = torch.ones(len(labels), dtype=torch.float64)
+    for name, factor in oversample:
+        weights[torch.from_numpy(labels == CLASSES.index(name))] *= factor
+    return weights.repeat(copies)
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +199,12 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 
 
 def _command_line(args: argparse.Namespace, keys: list[str]) -> str:
-    flags = " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys if getattr(args, k) is not None)
+    def text(value) -> str:                                      # lists space-separated; --oversample's pairs as typed
+        if not isinstance(value, list):
+            return str(value)
+        return " ".join(f"{v[0]}={v[1]:g}" if isinstance(v, tuple) else str(v) for v in value)
+    flags = " ".join(f"--{k.replace('_', '-')} {text(getattr(args, k))}" for k in keys
+                     if getattr(args, k) is not None and getattr(args, k) != [])
     return f"python -m smart3d train {args.what} {flags}"
 
 
@@ -415,6 +445,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     train = load_split("train", args.classes, args.num_per_class, args.cache)
     tokens = encode_dense(model, train.dense)
     sdf = torch.from_numpy(train.sdf)
+    weights = draw_weights(train.labels, args.oversample, copies=2)     # the x-mirrors follow their shapes
     del train                                                     # the dense clouds are large; only sdf is needed now
     n = len(sdf)
     local = args.batch_size // world
@@ -425,7 +456,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     bar = tqdm(total=args.steps, initial=step, desc="decoder", disable=rank != 0)
     t0 = time.time()
     while step < args.steps:
-        b = torch.randint(len(tokens), (args.batch_size,), generator=g)[rank * local:(rank + 1) * local]
+        b = torch.multinomial(weights, args.batch_size, replacement=True, generator=g)[rank * local:(rank + 1) * local]
         target = torch.stack([sdf[i - n].flip(0) if i >= n else sdf[i] for i in b.tolist()])   # 2nd half: mirrored
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.warmup, peak)
@@ -458,7 +489,7 @@ def train_decoder_cmd(args: argparse.Namespace) -> None:
     before = {k: v for k, v in read_config(args.tokenizer).items() if k != "recon_curve"}
     save_tokenizer(model, args, val, device, world, step, t0, t_used, log, "tokenizer with the new decoder",
                    ["preset", "tokenizer", "num_per_class", "steps", "batch_size", "lr", "warmup", "token_noise",
-                    "occupancy_loss", "iou_loss", "minutes", "seed"],
+                    "occupancy_loss", "iou_loss", "oversample", "minutes", "seed"],
                    encoder_from=before, decoder_config=asdict(config))
 
 

@@ -91,7 +91,7 @@ def test_decoder_run_keeps_every_token(workdir, preset):
 
     d, common = workdir
     _run(["train", "decoder", "--preset", preset, "--steps", "3", "--tokenizer", str(d / "tokenizer"),
-          "--token-noise", "0.3", "--occupancy-loss", "0.5", "--iou-loss", "0.05", "--checkpoint", str(d / f"dec_{preset}.pt"),
+          "--token-noise", "0.3", "--occupancy-loss", "0.5", "--iou-loss", "0.05", "--oversample", "chair=3", "--checkpoint", str(d / f"dec_{preset}.pt"),
           "--out", str(d / "tokenizer_dec"), *common], d)
     old = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer")
     new = load_pretrained(Tokenizer, TokenizerConfig, d / "tokenizer_dec")
@@ -105,7 +105,8 @@ def test_decoder_run_keeps_every_token(workdir, preset):
         assert new.decode(tokens).shape == (3, 32, 32, 32)
         assert not torch.allclose(new.decode(tokens), old.decode(tokens))
     assert read_config(d / "tokenizer_dec")["encoder_from"]["steps"] == 6
-    assert "--token-noise 0.3 --occupancy-loss 0.5 --iou-loss 0.05" in read_config(d / "tokenizer_dec")["command"]
+    assert ("--token-noise 0.3 --occupancy-loss 0.5 --iou-loss 0.05 --oversample chair=3"
+            in read_config(d / "tokenizer_dec")["command"])
 
 
 def test_soft_iou_loss_is_one_minus_iou_and_weighs_small_shapes_up():
@@ -129,6 +130,27 @@ def test_soft_iou_loss_is_one_minus_iou_and_weighs_small_shapes_up():
         soft_iou_loss(logits, occ).backward()
         grads.append(logits.grad.abs().max())
     assert grads[1] > 10 * grads[0]
+
+
+def test_oversample_draws_a_class_that_many_times_as_often_and_rejects_bad_input():
+    import argparse
+
+    import numpy as np
+
+    from smart3d.shapes import CLASSES as ALL
+    from smart3d.train import class_factor, draw_weights
+
+    assert class_factor("airplane=3") == ("airplane", 3.0)
+    for bad in ("airplane", "spaceship=2", "airplane=0", "airplane=-1", "airplane=nan", "airplane=x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            class_factor(bad)
+    labels = np.array([ALL.index(c) for c in ("airplane", "bench", "chair", "chair")])
+    w = draw_weights(labels, [("airplane", 3.0), ("bench", 2.0)], copies=2)
+    assert w.tolist() == [3.0, 2.0, 1.0, 1.0] * 2                      # the mirrored copy weighs as its shape
+    draws = torch.multinomial(w, 80_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    share = torch.bincount(draws % 4, minlength=4).float() / len(draws)
+    assert torch.allclose(share, torch.tensor([3.0, 2.0, 1.0, 1.0]) / 7, atol=0.01)
+    assert draw_weights(labels, []).tolist() == [1.0] * 4
 
 
 def test_token_noise_moves_only_surface_tokens_to_near_codes():
