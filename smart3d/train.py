@@ -13,6 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -77,21 +78,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="weights path without extension (default weights/<what>)")
 
 
-def class_factor(text: str) -> tuple[str, float]:
+class ClassFactor(NamedTuple):
+    """One ``--oversample`` entry; prints back as typed, so the recorded command reruns."""
+    name: str
+    factor: float
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.factor:g}"
+
+
+def class_factor(text: str) -> ClassFactor:
     """``CLASS=FACTOR`` (argparse type of ``--oversample``) -> (class, factor > 0)."""
+    from .dataset import check_class
+
     name, sep, factor = text.partition("=")
-    if not sep or name not in CLASSES:
-        raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR with CLASS one of {', '.join(CLASSES)}, got {text!r}")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR, got {text!r}")
+    try:
+        check_class(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     try:
         value = float(factor)
     except ValueError:
         raise argparse.ArgumentTypeError(f"FACTOR must be a number, got {factor!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"FACTOR must be a positive number, got {factor!r}")
-    return name, value
+    return ClassFactor(name, value)
 
 
-def draw_weights(labels: np.ndarray, oversample: list[tuple[str, float]], copies: int = 1) -> torch.Tensor:
+def draw_weights(labels: np.ndarray, oversample: list[ClassFactor], copies: int = 1) -> torch.Tensor:
     """Per-sample draw weights over ``copies`` stacked copies of a split: 1, times each class's factor."""
     weights = torch.ones(len(labels), dtype=torch.float64)
     for name, factor in oversample:
@@ -199,10 +215,8 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 
 
 def _command_line(args: argparse.Namespace, keys: list[str]) -> str:
-    def text(value) -> str:                                      # lists space-separated; --oversample's pairs as typed
-        if not isinstance(value, list):
-            return str(value)
-        return " ".join(f"{v[0]}={v[1]:g}" if isinstance(v, tuple) else str(v) for v in value)
+    def text(value) -> str:                                      # list flags (--oversample) space-separated
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
     flags = " ".join(f"--{k.replace('_', '-')} {text(getattr(args, k))}" for k in keys
                      if getattr(args, k) is not None and getattr(args, k) != [])
     return f"python -m smart3d train {args.what} {flags}"
