@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import geometry as G
 from .shapes import CLASSES
 
 SPARSE_POINTS = 4096   # reconstruction IoU is also reported from this many of the dense points
@@ -278,6 +279,12 @@ def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
     return np.stack(pts), meshes
 
 
+def part_figures(meshes) -> dict:
+    """Mean connected parts per mesh and the share of meshes in one part (as decoded: nothing removed)."""
+    parts = np.array([G.mesh_parts(m) for m in meshes])
+    return {"parts": float(parts.mean()), "one part %": 100.0 * float((parts == 1).mean())}
+
+
 def generation_figures(points: np.ndarray, ref: np.ndarray, stats: dict, clf, label: int, emd: bool = False,
                        emd_points: int | None = None) -> dict:
     """Points (K, 2048, 3) of one class against reference points: MMD / COV / 1-NNA (report units),
@@ -320,6 +327,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
                             f"{c}: generated samples (seed {args.seed + 1000 * label}, {args.steps} steps)",
                             columns=min(8, len(shown)))
         m = generation_figures(gen_pts, test.points[sel], stats[c], clf, label, args.emd, args.emd_points)
+        m.update(part_figures(meshes))
         m.update({"num_generated": int(len(gen_pts)), "num_reference": int(len(sel)),
                   "seconds per shape": gen_seconds / len(gen_pts)})
         per_class[c] = m
@@ -336,7 +344,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
             "seed": args.seed, "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 
 
-_GEN_COLUMNS = ("1-NNA-CD %", "COV-CD %", "MMD-CD x1e3", "1-NNA-EMD %", "COV-EMD %", "MMD-EMD x1e2",
+_GEN_COLUMNS = ("parts", "one part %", "1-NNA-CD %", "COV-CD %", "MMD-CD x1e3", "1-NNA-EMD %", "COV-EMD %", "MMD-EMD x1e2",
                 "class accuracy %", "FD")
 
 

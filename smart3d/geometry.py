@@ -213,6 +213,15 @@ def drop_small_parts(field: np.ndarray, level: float, min_fraction: float) -> np
     return field
 
 
+def mesh_parts(mesh: trimesh.Trimesh) -> int:
+    """Connected pieces of a mesh (face-connected surface components; 0 for an empty mesh).
+
+    Every benchmark shape is one piece; a generated shape with floating fragments has more."""
+    if len(mesh.faces) == 0:
+        return 0
+    return len(trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces))))
+
+
 def sample_surface(mesh: trimesh.Trimesh, num_points: int, seed: int = 0) -> np.ndarray:
     """Area-uniform points on a mesh surface: (num_points, 3) float32 (zeros if the mesh is empty)."""
     if len(mesh.faces) == 0:

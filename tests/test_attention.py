@@ -57,3 +57,32 @@ def test_softmax_variant_uses_the_additive_bias():
     out = softmax_spatial_attention(q, k, v, gamma, [2])
     logits = q @ k.transpose(-1, -2) / 2.0 - gamma[:, None, None] * torch.cdist(*(2 * [token_centroids([2]).double()])) ** 2
     assert torch.allclose(out, logits.softmax(-1) @ v, atol=1e-10)
+
+
+def test_lattice_conv_sees_only_lattice_neighbours_and_starts_as_identity_block():
+    from smart3d.model import LatticeConv, MaskedTransformer, ModelConfig
+
+    conv = LatticeConv(4)
+    x = torch.randn(2, 3 + 64 + 512, 4)
+    assert torch.equal(conv(x, [4, 8], 3), torch.zeros_like(x))           # zero-initialised: no change at start
+    torch.nn.init.normal_(conv.conv.weight)
+    x = torch.zeros(1, 3 + 64 + 512, 4, requires_grad=True)
+    out = conv(x, [4, 8], 3)
+    # the output at fine patch (2, 3, 4) depends on its 3x3x3 neighbourhood in the fine lattice only
+    target = 3 + 64 + (2 * 8 + 3) * 8 + 4
+    out[0, target].sum().backward()
+    hit = x.grad[0].abs().sum(-1).nonzero().flatten().tolist()
+    fine = [(i - 67) // 64 * 100 + (i - 67) // 8 % 8 * 10 + (i - 67) % 8 for i in hit]
+    assert all(i >= 67 for i in hit) and len(hit) == 27
+    assert sorted(fine) == sorted(a * 100 + b * 10 + c for a in (1, 2, 3) for b in (2, 3, 4) for c in (3, 4, 5))
+    # a model with the convolution, before training, computes what the same model without it does
+    torch.manual_seed(0)
+    base = MaskedTransformer(ModelConfig(depth=2, dim=32, heads=2))
+    torch.manual_seed(0)
+    local = MaskedTransformer(ModelConfig(depth=2, dim=32, heads=2, local_conv=True))
+    local.load_state_dict(base.state_dict(), strict=False)
+    tokens = torch.randint(0, 256, (2, 576))
+    mask = torch.rand(2, 576) < 0.5
+    labels = torch.tensor([0, 3])
+    for a, b in zip(base(tokens, mask, labels), local(tokens, mask, labels)):
+        torch.testing.assert_close(a, b)

@@ -52,8 +52,9 @@ def test_generation_reports_metrics_and_draws_sheets(setup):
         m = r["per_class"][c]
         assert m["num_generated"] == 2 and m["num_reference"] == 2
         assert 0 <= m["1-NNA-CD %"] <= 100 and 0 <= m["class accuracy %"] <= 100
+        assert m["parts"] == 1.0 and m["one part %"] == 100.0     # the tiny decoder is pinned to a solid cube
         assert Image.open(root / "sheets" / f"{c}.png").size == (2 * 160, 24 + 160)
-    assert set(r["mean"]) >= {"1-NNA-CD %", "COV-CD %", "class accuracy %"}
+    assert set(r["mean"]) >= {"parts", "one part %", "1-NNA-CD %", "COV-CD %", "class accuracy %"}
 
 
 def test_generation_settings_and_reference_split_are_recorded(setup):

@@ -118,3 +118,14 @@ def test_drop_small_parts_clears_floaters_only():
     assert np.array_equal(field > 0.5, big | mid | tiny)               # input untouched
     mesh = G.mesh_from_field(kept, 0.5)
     assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 2
+
+
+def test_mesh_parts_counts_separate_pieces():
+    field = np.zeros((32, 32, 32), dtype=np.float32)
+    assert G.mesh_parts(G.mesh_from_field(field, 0.5)) == 0
+    field[4:10, 4:10, 4:10] = 1.0
+    assert G.mesh_parts(G.mesh_from_field(field, 0.5)) == 1
+    field[20:26, 20:26, 20:26] = 1.0                      # a second, separate block
+    assert G.mesh_parts(G.mesh_from_field(field, 0.5)) == 2
+    field[9:21, 9:21, 9:21] = 1.0                         # a bridge joins them
+    assert G.mesh_parts(G.mesh_from_field(field, 0.5)) == 1
