@@ -123,7 +123,7 @@ def softmax_spatial_attention(q, k, v, gamma, lattices, prefix: int = 0):
 
 # Below this many tokens the materialised O(L^2) form of the *same* spatial linear attention is
 # faster on CPUs than the lattice form (whose per-position d x d states cost memory traffic); above
-# it the lattice form wins and keeps memory linear. ``benchmarks/bench_attention.py`` measures both.
+# it the lattice form wins and keeps memory linear. ``python -m smart3d bench attention`` measures both.
 DENSE_MAX_TOKENS = 1024
 
 

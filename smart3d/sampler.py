@@ -9,7 +9,7 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
    0.5 over the steps (this is the token-sampling temperature), from all codes by default or from
    the top-k logits (the paper's k = 10: on 50 validation chairs with the first-stage model, all codes
    gave 1-NNA-CD 85% / COV-CD 34% against 97% / 26% with k = 10;
-   ``benchmarks/results/sweep_chair_val50_*.json``); with ``hierarchy=True`` (two levels),
+   ``experiments/results/sweep_chair_val50_*.json``); with ``hierarchy=True`` (two levels),
    whether a fine patch holds surface at all is not drawn but read from its committed coarse
    token (``hierarchy_gate``), so the coarse level fixes the layout and the fine level only its
    detail (off by default: with the shipped model it makes shapes worse, see ``hierarchy_gate``);
@@ -25,7 +25,7 @@ Every position is committed exactly once (the paper's Proposition 1): positions 
 when committed and are never revisited. Optional refinement rounds (``refine_steps``, off by
 default) come after the decoding steps: each re-masks a random share of the fine tokens in the
 surface band and redraws them with the rest as context (on 50 validation chairs / airplanes it made
-samples worse: ``benchmarks/results/sweep_val50_refine*.json``). In completion mode the visible
+samples worse: ``experiments/results/sweep_val50_refine*.json``). In completion mode the visible
 tokens are given, never change (nor are they refined), and the schedule runs over the missing ones only. Same generator state, same result.
 """
 
@@ -200,7 +200,7 @@ def hierarchy_gate(tokenizer: Tokenizer, tokens: torch.Tensor, mask: torch.Tenso
     fine patch (2^3 of those cells) holds surface iff one of its cells does. On tokenized real
     shapes the two levels agree on all but a few patches per shape; the shipped transformer, left
     to itself, puts surface in dozens of patches per shape that its own coarse tokens call empty
-    (``benchmarks/hierarchy_agreement.py``). Gating the fine draw by the coarse tokens removes that
+    (``experiments/hierarchy_agreement.py``). Gating the fine draw by the coarse tokens removes that
     disagreement but not the fragments: even under the *true* coarse tokens of a validation shape,
     the fine codes that this model draws for neighbouring patches of a thin part do not line up,
     and the coarse codes it draws itself are a worse plan than the one its fine level follows

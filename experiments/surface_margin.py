@@ -1,6 +1,6 @@
 """How finely the tokenizer must place the surface: occupied voxels by their distance to it.
 
-    python benchmarks/surface_margin.py [--split val] [--num 100]
+    python experiments/surface_margin.py [--split val] [--num 100]
 
 Voxel IoU counts a voxel as occupied when its centre is inside (``sdf < 0``). A voxel whose centre
 lies within a fraction of a voxel of the surface flips with a sub-voxel shift of that surface,
@@ -11,7 +11,7 @@ the share of its wrong voxels (either way) whose centre lies within d voxels of 
 the IoU it would reach if every voxel within 0.25 voxel of the surface were counted right, and its
 IoU when the logits are cut at other thresholds than 0 (if another cut did much better, the
 decoder would be miscalibrated; if 0 is best, the missing IoU is information the tokens lack).
-Prints a table per class and writes JSON (default ``benchmarks/results/surface_margin.json``).
+Prints a table per class and writes JSON (default ``experiments/results/surface_margin.json``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--num", type=int, default=100, help="shapes per class")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/surface_margin.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments/results/surface_margin.json"))
     p.add_argument("--tokenizer", default=str(WEIGHTS_DIR / "tokenizer"), help="tokenizer whose errors to locate")
     args = p.parse_args()
     data = load_split(args.split)

@@ -1,6 +1,6 @@
 """How many codes a patch-local tokenizer needs: IoU of a lookup-table codebook of binary patches.
 
-    python benchmarks/patch_codebook_ceiling.py [--sizes 256 512 ...] [--train-per-class 300] [--num 100]
+    python experiments/patch_codebook_ceiling.py [--sizes 256 512 ...] [--train-per-class 300] [--num 100]
 
 A patch-local tokenizer maps each 4^3 patch to one of K codes. The simplest such tokenizer keeps
 the K most frequent binary 4^3 occupancy patterns of the training split as its codebook and
@@ -8,7 +8,7 @@ replaces every patch by the nearest one (Hamming distance). Its voxel IoU on the
 class, shows how many bits per patch the reconstruction target needs, independent of any network:
 a learned encoder/decoder can beat it (the decoder sees neighbouring codes) or fall short of it
 (its codebook is learned, not counted). Prints a table and writes JSON (default
-``benchmarks/results/patch_codebook_ceiling.json``).
+``experiments/results/patch_codebook_ceiling.json``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--train-per-class", type=int, default=300, help="training shapes per class to count patterns in")
     p.add_argument("--num", type=int, default=100, help="test shapes per class")
     p.add_argument("--num-per-class", type=int, default=1000, help="benchmark size the splits come from")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "patch_codebook_ceiling.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "patch_codebook_ceiling.json"))
     args = p.parse_args()
     t0 = time.time()
     train = load_split("train", CLASSES, args.num_per_class)

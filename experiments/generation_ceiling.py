@@ -1,6 +1,6 @@
 """What generation metrics a perfect token generator would get: the tokenizer's ceiling.
 
-    python benchmarks/generation_ceiling.py [--classes chair airplane car] [--num 100]
+    python experiments/generation_ceiling.py [--classes chair airplane car] [--num 100]
 
 The generation metrics compare decoded meshes with analytic test shapes, so even a transformer
 that drew token sequences exactly from the data distribution would inherit the tokenizer's
@@ -14,7 +14,7 @@ reconstruction error. This script scores, with the same metrics, code and normal
 
 Compare with the model's samples in ``benchmarks/results/generation.json`` (same reference).
 
-Prints a table and writes JSON (default ``benchmarks/results/generation_ceiling.json``).
+Prints a table and writes JSON (default ``experiments/results/generation_ceiling.json``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--num", type=int, default=100)
     p.add_argument("--num-per-class", type=int, default=1000)
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/generation_ceiling.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments/results/generation_ceiling.json"))
     args = p.parse_args()
 
     t0 = time.time()

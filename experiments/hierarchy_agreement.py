@@ -1,6 +1,6 @@
 """Do the fine tokens follow the coarse ones? Real shapes vs samples, with and without the gate.
 
-    python benchmarks/hierarchy_agreement.py [--classes chair airplane] [--num 16] [--weights weights]
+    python experiments/hierarchy_agreement.py [--classes chair airplane] [--num 16] [--weights weights]
 
 The coarse token of an 8^3 block decodes to its pooled surface bits, so it says which of its 8
 fine patches hold surface (``smart3d.sampler.hierarchy_gate``). Per shape this script counts
@@ -15,7 +15,7 @@ for tokenized validation shapes (the tokenizer's own disagreement: the floor), f
 samples with ``hierarchy=False`` and ``hierarchy=True`` (same seeds), and for fine tokens drawn
 with ``hierarchy=True`` under the *true* coarse tokens of the validation shapes (is the coarse plan
 or the fine draw to blame for fragments?). Prints a table and writes
-JSON (default ``benchmarks/results/hierarchy_agreement.json``).
+JSON (default ``experiments/results/hierarchy_agreement.json``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--weights", default=str(ROOT / "weights"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/hierarchy_agreement.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments/results/hierarchy_agreement.json"))
     args = p.parse_args()
 
     t0 = time.time()

@@ -1,6 +1,6 @@
 """Does the tokenizer's decoder overfit? Voxel IoU on train shapes against validation shapes.
 
-    python benchmarks/decoder_gap.py [--tokenizer weights/tokenizer] [--classes airplane bench] [--num 50]
+    python experiments/decoder_gap.py [--tokenizer weights/tokenizer] [--classes airplane bench] [--num 50]
 
 Reconstructs the first ``--num`` train and the first ``--num`` validation shapes of each class of
 the 1000-per-class benchmark (the train shapes are among those every decoder run trained on) and
@@ -8,7 +8,7 @@ prints their mean IoU side by side. A decoder that does much better on the shape
 on than on new ones is overfitting, and more training shapes, not more steps, is the fix. Also
 reports the encoder's relative quantisation error on both splits: if that is the same, the
 codebook generalises and the gap is the decoder's. Writes JSON (default
-``benchmarks/results/decoder_gap.json``).
+``benchmarks/results/decoder_gap.json``, the shipped tokenizer's figure cited by the model card).
 """
 
 from __future__ import annotations

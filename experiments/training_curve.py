@@ -3,10 +3,10 @@
 The shipped model was trained in two runs (steps 1-1600, then resumed to 3300 on a longer
 schedule). ``weights/model.json`` keeps the loss curve of the run that wrote it; the first run's is
 in the git history of that file (``--first-run REV``, default the commit that shipped it). Writes
-``benchmarks/results/training_curve.json`` (the raw points and means per ``--window`` steps) and a
+``experiments/results/training_curve.json`` (the raw points and means per ``--window`` steps) and a
 plot, ``assets/training_curve.png``.
 
-    python benchmarks/training_curve.py
+    python experiments/training_curve.py
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--first-run", default="aea43fe", help="git revision whose weights/model.json holds run 1 ('' for none)")
     p.add_argument("--window", type=int, default=200, help="steps per mean")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/training_curve.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments/results/training_curve.json"))
     p.add_argument("--plot", default=str(ROOT / "assets/training_curve.png"))
     args = p.parse_args()
     points, commands = load_curve(args.first_run or None)

@@ -1,6 +1,6 @@
 """How much of the tokenizer's reconstruction comes from context: decoder against a per-code lookup.
 
-    python benchmarks/decoder_context.py [--split val] [--train-stride 4]
+    python experiments/decoder_context.py [--split val] [--train-stride 4]
 
 A decoder that read each token on its own could do no better, per voxel, than the majority
 occupancy of that voxel over all training patches with the same code. This script builds that
@@ -10,7 +10,7 @@ counts where the shipped decoder's wrong voxels lie: in patches with a surface t
 patches with the "empty space" token (whose inside/outside only context can tell). For a decoder
 with a learned vector per code (``token_embed``), it reports how large those vectors are next to
 the projected code vectors, and the IoU with them zeroed. Prints a table and writes JSON (default
-``benchmarks/results/decoder_context.json``).
+``experiments/results/decoder_context.json``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--split", default="val", choices=["val", "test"])
     p.add_argument("--train-stride", type=int, default=4, help="use every n-th training shape for the lookup")
     p.add_argument("--weights", default="weights/tokenizer", help="tokenizer weights (relative to the repository)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/decoder_context.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments/results/decoder_context.json"))
     args = p.parse_args()
     t0 = time.time()
     tok = load_pretrained(Tokenizer, TokenizerConfig, ROOT / args.weights, "cpu")
