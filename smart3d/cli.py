@@ -1,4 +1,4 @@
-"""Command line: ``python -m smart3d <command>`` (see README and DESIGN "Command line and Python API")."""
+"""Command line: ``python -m smart3d <command>`` (see the README's "Command line")."""
 
 from __future__ import annotations
 
