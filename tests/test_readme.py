@@ -27,13 +27,13 @@ QUICK_STEPS = 4
 NOT_RUN = ("bash install.sh", "python app.py", "torchrun", "python -m smart3d train", "python -m smart3d data")
 
 
-def tested_blocks(text: str) -> list[tuple[str, str]]:
+def readme_blocks(text: str) -> list[tuple[str, str]]:
     """(language, code) of each fenced block that follows a ``<!-- test -->`` line."""
     pattern = re.compile(r"^<!-- test -->\n```(\w+)\n(.*?)^```$", re.M | re.S)
     return [(m.group(1), m.group(2)) for m in pattern.finditer(text)]
 
 
-BLOCKS = tested_blocks(README.read_text())
+BLOCKS = readme_blocks(README.read_text())
 COMMANDS = [line.split("  #")[0].strip() for lang, code in BLOCKS if lang == "bash"
             for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 SCRIPTS = [code for lang, code in BLOCKS if lang == "python"]
