@@ -81,8 +81,8 @@ class LatticeConv(nn.Module):
     def forward(self, x: torch.Tensor, lattices: list[int], prefix: int) -> torch.Tensor:
         B, L, D = x.shape
         outs, start = [torch.zeros_like(x[:, :prefix])], prefix
-        # (B, n^3, D) viewed as a channels-last (B, D, n, n, n) grid: no copy. In fp32: CPU depthwise
-        # 3D convolutions are ~3x slower in bf16 (benchmarks/results/train-step.json).
+        # (B, n^3, D) viewed as a channels-last (B, D, n, n, n) grid: no copy. In fp32: on the AMX CPU a
+        # depthwise 3D convolution is ~3.5x slower in bf16 (experiments/coherence/conv_speed.py).
         with torch.autocast(x.device.type, enabled=False):
             for n in lattices:
                 grid = x[:, start:start + n**3].float().reshape(B, n, n, n, D).permute(0, 4, 1, 2, 3)
