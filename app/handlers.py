@@ -27,10 +27,10 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
+from smart3d.classes import CLASSES
 from smart3d.dataset import check_class
 from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
 from smart3d.sampler import SamplingOptions, Step, empty_tokens
-from smart3d.shapes import CLASSES
 
 from .downloads import SessionFiles, write_downloads
 from .inputs import load_scan, make_scan, open_image, write_scan

@@ -31,9 +31,9 @@ import numpy as np
 from scipy.ndimage import maximum_filter
 
 from smart3d import geometry as G
+from smart3d.classes import CLASSES
 from smart3d.dataset import make_sample
 from smart3d.io import MAX_POINTS, SUPPORTED_EXTENSIONS, InputError, load_point_cloud, normalize_unit_box
-from smart3d.shapes import CLASSES
 
 SCAN_EXTENSIONS = SUPPORTED_EXTENSIONS            # .xyz .npy .npz .pcd .ply .obj .off .stl .glb
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .shapes import CLASSES
+from .classes import CLASSES
 
 
 def cmd_classes(args: argparse.Namespace) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import geometry as G
-from .shapes import CLASSES
+from .classes import CLASSES
 
 SPARSE_POINTS = 4096   # reconstruction IoU is also reported from this many of the dense points
 TASKS = ("benchmark", "reconstruction", "generation", "completion", "image")

@@ -20,11 +20,11 @@ import torch
 import trimesh
 
 from . import geometry as G
+from .classes import CLASSES
 from .dataset import check_class
 from .image import ImageCondition, ImageEncoder, ImageEncoderConfig, image_condition, prepare_image
 from .model import MaskedTransformer, ModelConfig
 from .sampler import SamplingOptions, Step, sample_steps
-from .shapes import CLASSES
 from .tokenizer import Tokenizer, TokenizerConfig
 from .weights import WEIGHTS_DIR, best_device, load_pretrained
 

@@ -11,10 +11,10 @@ from PIL import Image
 
 from app.tiny_weights import write_tiny_weights
 from smart3d import geometry as G
+from smart3d.classes import CLASSES
 from smart3d.image import IMAGE_SIZE, PRESETS, ImageEncoder, image_condition, prepare_image
 from smart3d.pipeline import load_pipeline
 from smart3d.sampler import SamplingOptions
-from smart3d.shapes import CLASSES
 from smart3d.train import image_batch
 
 ROOT = Path(__file__).resolve().parent.parent
