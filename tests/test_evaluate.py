@@ -76,12 +76,11 @@ def test_sampling_overrides_are_typed_and_unknown_keys_rejected():
     from smart3d.evaluate import parse_sampling_overrides
     from smart3d.sampler import SamplingOptions
 
-    got = parse_sampling_overrides(["occupancy_temperature=0.7", "coarse_cfg_scale=4", "top_k=10",
-                                    "occupancy_first=false", "temperature=0.9,0.6", "policy=confidence"])
-    assert got == {"occupancy_temperature": 0.7, "coarse_cfg_scale": 4.0, "top_k": 10, "occupancy_first": False,
-                   "temperature": (0.9, 0.6), "policy": "confidence"}
+    got = parse_sampling_overrides(["choice_noise=0.5", "top_k=10", "occupancy_first=false", "temperature=0.9,0.6",
+                                    "policy=confidence"])
+    assert got == {"choice_noise": 0.5, "top_k": 10, "occupancy_first": False, "temperature": (0.9, 0.6),
+                   "policy": "confidence"}
     SamplingOptions(**got).check()
-    assert parse_sampling_overrides(["coarse_cfg_scale=none"]) == {"coarse_cfg_scale": None}
     for bad in (["warp=9"], ["top_k"]):
         with pytest.raises(SystemExit, match="KEY=VALUE"):
             parse_sampling_overrides(bad)
