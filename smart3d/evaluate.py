@@ -35,6 +35,7 @@ import torch
 
 from . import geometry as G
 from .classes import CLASSES
+from .sampler import SamplingOptions
 
 SPARSE_POINTS = 4096   # reconstruction IoU is also reported from this many of the dense points
 TASKS = ("benchmark", "reconstruction", "generation", "completion", "image")
@@ -50,22 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--out", default=None, help="JSON file for the figures")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (generation, completion)")
-    p.add_argument("--steps", type=int, default=25, help="decoding steps")
     p.add_argument("--batch-size", type=int, default=25, help="shapes decoded together")
     p.add_argument("--split", default="test", choices=["val", "test"],
                    help="generation: the reference split (tune sampling settings on val, report on test)")
-    p.add_argument("--guidance", type=float, default=None, help="generation, completion: final guidance scale "
-                   "(default: SamplingOptions.cfg_scale)")
-    p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
-                   help="generation, completion: token temperature (default: SamplingOptions.temperature)")
-    p.add_argument("--top-k", type=int, default=None, help="generation, completion: sample among the k most likely "
-                   "tokens (0: all; default: SamplingOptions.top_k)")
-    p.add_argument("--policy", default=None, help="generation, completion: commit policy (default: "
-                   "SamplingOptions.policy)")
-    p.add_argument("--min-part", type=float, default=None, help="generation, completion: drop solid parts under "
-                   "this fraction of the largest (0: keep all; default: SamplingOptions.min_part)")
-    p.add_argument("--sampling", nargs="+", default=None, metavar="KEY=VALUE",
-                   help="generation, completion: any other SamplingOptions field, e.g. choice_noise=0.5")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
     p.add_argument("--emd-points", type=int, default=None, help="generation: EMD on this many of the 2048 points "
                    "(exact EMD is O(N^3): 256 points take ~7 ms a pair on this CPU, 2048 ~3 s; default: all)")
@@ -76,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baseline", action="store_true", help="image: skip the class-only generation")
     p.add_argument("--weights", default=None, help="weights folder (default: weights/)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
+    SamplingOptions.add_arguments(p)           # generation, completion, image
 
 
 def _header(args: argparse.Namespace) -> dict:
@@ -232,40 +221,6 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
             "seconds": time.time() - t0}
 
 
-def _sampling_options(args: argparse.Namespace):
-    from .sampler import SamplingOptions
-
-    given = {"min_part": args.min_part, "cfg_scale": args.guidance, "top_k": args.top_k, "policy": args.policy,
-             "temperature": None if args.temperature is None else tuple(args.temperature)}
-    given = {**given, **parse_sampling_overrides(args.sampling or [])}
-    return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
-
-
-def parse_sampling_overrides(pairs: list[str]) -> dict:
-    """``["choice_noise=0.5", "occupancy_first=false"]`` -> typed SamplingOptions fields."""
-    from dataclasses import fields
-
-    from .sampler import SamplingOptions
-
-    types = {f.name: type(f.default) for f in fields(SamplingOptions)}
-    out = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or name not in types:
-            raise SystemExit(f"--sampling expects KEY=VALUE with KEY one of {', '.join(types)}; got {pair!r}")
-        if text.lower() == "none":
-            out[name] = None
-        elif types[name] is bool:
-            out[name] = text.lower() in ("1", "true", "yes")
-        elif types[name] is tuple:
-            out[name] = tuple(float(x) for x in text.split(","))
-        elif types[name] is str:
-            out[name] = text
-        else:                                  # int, float (and fields whose default is None: numbers)
-            out[name] = int(text) if types[name] is int else float(text)
-    return out
-
-
 def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
     """Points (num, 2048, 3) and meshes of ``num`` generated shapes."""
     pts, meshes = [], []
@@ -304,7 +259,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     from .weights import load_pretrained, read_config
 
     t0 = time.time()
-    options = _sampling_options(args)
+    options = SamplingOptions.from_args(args)
     pipe = load_pipeline(_weights_dir(args), args.device)
     clf = load_pretrained(ShapeClassifier, ClassifierConfig, f"{_weights_dir(args)}/classifier")
     test = load_split(args.split, args.classes, args.num_per_class, args.cache)
@@ -353,7 +308,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     from .weights import read_config
 
     t0 = time.time()
-    options = _sampling_options(args)
+    options = SamplingOptions.from_args(args)
     pipe = load_pipeline(_weights_dir(args), args.device)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
@@ -424,7 +379,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
     from .weights import read_config
 
     t0 = time.time()
-    options = _sampling_options(args)
+    options = SamplingOptions.from_args(args)
     confidence = DEFAULT_IMAGE_CONFIDENCE if args.confidence is None else args.confidence
     pipe = load_pipeline(_weights_dir(args), args.device)
     if pipe.image_encoder is None:

@@ -25,6 +25,7 @@ change, and the schedule runs over the missing ones only. Same generator state, 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, fields
 from typing import Iterator, Literal
 
@@ -39,9 +40,24 @@ from .tokenizer import Tokenizer
 Policy = Literal["spatial", "confidence", "random", "raster"]
 POLICIES: tuple[str, ...] = ("spatial", "confidence", "random", "raster")
 
+# the command-line flag and help of each user setting (``preview`` is for displays: no flag)
+_FLAGS: dict[str, tuple[str, str]] = {
+    "num_steps": ("--steps", "decoding steps"),
+    "schedule": ("--schedule", f"fraction still masked after each step: {', '.join(SCHEDULES)}"),
+    "policy": ("--policy", f"which masked positions to commit: {', '.join(POLICIES)}"),
+    "top_k": ("--top-k", "sample among the k most likely codes (0: all)"),
+    "temperature": ("--temperature", "token temperature, annealed from START (first step) to END (last)"),
+    "cfg_scale": ("--guidance", "classifier-free guidance scale reached when all tokens are revealed (1: none)"),
+    "choice_noise": ("--choice-noise", "Gumbel noise on the commit scores, fading to 0"),
+    "occupancy_first": ("--occupancy-first", "draw 'surface here or not' from the model's marginal, then the code"),
+    "min_part": ("--min-part", "final mesh: drop solid parts under this fraction of the largest (0: keep all)"),
+}
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
-    """Decoding settings; ``check()`` validates user-provided values."""
+    """Decoding settings: ``check()`` validates user-provided values; ``add_arguments`` / ``from_args``
+    are the command line's one spelling of them (``generate``, ``complete``, ``evaluate``)."""
 
     num_steps: int = 25                           # decoding steps T
     schedule: str = "cosine"                      # fraction still masked after each step
@@ -53,6 +69,30 @@ class SamplingOptions:
     occupancy_first: bool = True                  # draw "surface here or not" first, then the code
     preview: bool = True                          # decode a field preview at every step
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add a flag per user setting to ``parser``, defaulting to the library's values (see ``from_args``)."""
+        group = parser.add_argument_group("sampling", "decoding settings (smart3d.sampler.SamplingOptions)")
+        for f in fields(cls):
+            if f.name not in _FLAGS:
+                continue
+            flag, text = _FLAGS[f.name]
+            if isinstance(f.default, bool):
+                group.add_argument(flag, dest=f.name, default=f.default, action=argparse.BooleanOptionalAction,
+                                   help=f"{text} (default: {'on' if f.default else 'off'})")
+            elif isinstance(f.default, tuple):
+                group.add_argument(flag, dest=f.name, default=f.default, type=float, nargs=2, metavar=("START", "END"),
+                                   help=f"{text} (default: {' '.join(map(str, f.default))})")
+            else:
+                group.add_argument(flag, dest=f.name, default=f.default, type=type(f.default),
+                                   metavar=flag[2:].upper().replace("-", "_"), help=f"{text} (default: {f.default})")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides) -> "SamplingOptions":
+        """Checked options from the flags ``add_arguments`` added (``overrides``: settings without a flag)."""
+        given = {name: getattr(args, name) for name in _FLAGS}
+        return cls(**{**given, "temperature": tuple(given["temperature"]), **overrides}).check()
 
     def check(self) -> "SamplingOptions":
         limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0)}
