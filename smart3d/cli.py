@@ -30,9 +30,21 @@ def cmd_shapes(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(indices)} {name} shapes)")
 
 
-def _output_names(stem: str, num: int) -> list[str]:
-    """Stems of the ``num`` results to write (``stem`` or ``stem_00``, ``stem_01``, ...)."""
-    return [f"{stem}_{k:02d}" if num > 1 else stem for k in range(num)]
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """Raise ValueError if one of ``paths`` exists and ``overwrite`` is not set: checked before
+    anything is decoded or written, so a run never silently replaces earlier results."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; choose "
+                         "another --out folder (or --sheet file), or pass --overwrite to replace them")
+
+
+def _output_names(out: Path, stem: str, num: int, overwrite: bool) -> list[str]:
+    """Stems of the ``num`` results to write into ``out`` (``stem`` or ``stem_00``, ``stem_01``, ...),
+    refusing names whose files exist (see ``_refuse_existing``)."""
+    names = [f"{stem}_{k:02d}" if num > 1 else stem for k in range(num)]
+    _refuse_existing([out / f"{n}.{ext}" for n in names for ext in ("glb", "ply")], overwrite)
+    return names
 
 
 def _write_results(results, out: Path, names: list[str], settings: dict) -> None:
@@ -54,6 +66,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.class_name is None and not args.image:
         raise ValueError("give --class (a class name, or none for unconditional) or --image")
     options = SamplingOptions.from_args(args)
+    if args.sheet:
+        _refuse_existing([Path(args.sheet)], args.overwrite)
     pipe = load_pipeline(args.weights, args.device)
     t0 = time.time()
     if args.image:
@@ -68,7 +82,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         condition = pipe.condition(name, args.num)
         what = f"{name or 'unconditional'} shapes"
         settings = {"class": name}
-    names = _output_names(name or "shape", args.num)
+    names = _output_names(Path(args.out), name or "shape", args.num, args.overwrite)
     results = pipe.run(condition, args.seed, options)
     _write_results(results, Path(args.out), names, {**settings, "seed": args.seed, "options": options.record()})
     faces = sum(len(r.mesh.faces) for r in results)
@@ -98,7 +112,7 @@ def cmd_complete(args: argparse.Namespace) -> None:
     points = load_point_cloud(args.input, generator=np.random.default_rng(args.seed))
     if np.abs(points).max() > 1.0:                # not in the canonical frame yet: per-shape unit box
         points, _ = normalize_unit_box(points)
-    names = _output_names(Path(args.input).stem + "_completed", args.num)
+    names = _output_names(Path(args.out), Path(args.input).stem + "_completed", args.num, args.overwrite)
     pipe = load_pipeline(args.weights, args.device)
     t0 = time.time()
     tokens, visible = pipe.tokens_of_points(points)
@@ -185,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder")
         s.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
         s.add_argument("--out", required=True, help="output folder")
+        s.add_argument("--overwrite", action="store_true", help="replace files of the same name in --out "
+                                                                 "(default: refuse to)")
         s.set_defaults(func=fn)
 
     from . import evaluate, train
