@@ -6,11 +6,12 @@
                                                            "cosine", "spatial", "step"):
         print(json.loads(viewer)["caption"])       # step k/25 - n/576 tokens
 
-``generate`` and ``complete`` iterate ``Pipeline.sample_steps`` directly and yield exactly one
-output per decoding step (the last one also carries the downloads and the recorded ``Run``). The
-recorded ``Step`` records live in a ``gr.State`` (a ``Run``), so ``replay`` and ``play`` redraw any
-step without recomputing. Every user mistake becomes a ``gr.Error`` in plain words (``user_errors``);
-anything unexpected is logged with its traceback and shown as a short apology, never a stack trace.
+``generate``, ``complete`` and ``generate_image`` turn their input into a ``smart3d.pipeline.Condition``,
+iterate ``Pipeline.steps`` on it and yield exactly one output per decoding step (the last one also
+carries the downloads and the recorded ``Run``). The recorded ``Step`` records live in a ``gr.State``
+(a ``Run``), so ``replay`` and ``play`` redraw any step without recomputing. Every user mistake
+becomes a ``gr.Error`` in plain words (``user_errors``); anything unexpected is logged with its
+traceback and shown as a short apology, never a stack trace.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from pathlib import Path
 
 import gradio as gr
 import plotly.graph_objects as go
-import torch
 
+from smart3d.classes import CLASSES
 from smart3d.dataset import check_class
-from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
+from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Condition, Pipeline
 from smart3d.sampler import SamplingOptions, Step, empty_tokens
-from smart3d.shapes import CLASSES
 
 from .downloads import SessionFiles, write_downloads
 from .inputs import load_scan, make_scan, open_image, write_scan
@@ -127,15 +127,20 @@ class Handlers:
         """The viewer value (JSON text) for recorded step ``k`` of ``run``; ``key`` names the drawing."""
         return to_json(step_payload(run.steps, k, self.empty, self.layout, color_by, key, run.kind))
 
-    def _decode(self, kind: str, class_name: str | None, seed: int, options: SamplingOptions, color_by: str,
-                session: str | None, known: torch.Tensor | None = None, visible: torch.Tensor | None = None,
-                scan: str | None = None):
-        """Stream one decoding: yields (viewer, seed, downloads, slider, run), one per step."""
-        T = options.total_steps                                       # decoding steps + refinement rounds
+    @staticmethod
+    def _settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k, guidance, schedule, policy,
+                  color_by) -> tuple[int, SamplingOptions, str]:
+        """The checked seed, sampling options and colouring of a request (every decoding tab shows the same settings)."""
+        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
+        color_by = check_color_mode(color_by)
+        return resolve_seed(seed, randomize_seed), options, color_by
+
+    def _decode(self, kind: str, class_name: str | None, condition: Condition, seed: int, options: SamplingOptions,
+                color_by: str, session: str | None, scan: str | None = None):
+        """Stream the decoding of a one-shape ``condition``: yields (viewer, seed, downloads, slider, run), one per step."""
+        T = options.num_steps
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
-        if known is not None:
-            known, visible = known[None], visible[None]                   # (1, L): a batch of one
-        for step in self.pipe.sample_steps(class_name, 1, seed, options, known, visible):
+        for step in self.pipe.steps(condition, seed, options):
             run.steps.append(step)
             viewer = self._view(run, step.index, color_by, run.run_id)
             if step.index < T:
@@ -143,8 +148,7 @@ class Handlers:
                 yield (viewer, seed, None if first else gr.skip(),
                        gr.Slider(minimum=1, maximum=T, value=1, step=1, interactive=False) if first else gr.skip(),
                        gr.skip())
-        label = None if class_name is None else self.pipe.label_of(class_name)
-        result = self.pipe.decode(run.steps[-1].tokens, seed, label, options.min_part)[0]
+        result = self.pipe.decode(run.steps[-1].tokens, seed, condition.labels, options.min_part)[0]
         downloads = None
         if len(result.mesh.faces) == 0:
             gr.Warning("The decoded shape is empty (every token is empty space), so there is no mesh to download. "
@@ -164,10 +168,10 @@ class Handlers:
                  color_by: str, request: gr.Request = None):
         """Generate a shape of ``class_name``, streaming every decoding step."""
         check_class(class_name)
-        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
-        color_by = check_color_mode(color_by)
-        seed = resolve_seed(seed, randomize_seed)
-        yield from self._decode("generate", class_name, seed, options, color_by, _session(request))
+        seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
+                                                 guidance, schedule, policy, color_by)
+        yield from self._decode("generate", class_name, self.pipe.condition(class_name), seed, options, color_by,
+                                _session(request))
 
     @user_errors
     def complete(self, scan_file, class_name: str, seed: float, randomize_seed: bool, steps: float,
@@ -175,16 +179,15 @@ class Handlers:
                  policy: str, color_by: str, request: gr.Request = None):
         """Complete a partial scan (its observed patches are given and never change)."""
         class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
-        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
-        color_by = check_color_mode(color_by)
-        seed = resolve_seed(seed, randomize_seed)
+        seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
+                                                 guidance, schedule, policy, color_by)
         scan = load_scan(scan_file, self.config.max_file_bytes, self.config.max_points, seed=seed)
         tokens, visible = self.pipe.tokens_of_points(scan.points)
         nc = self.layout.num_coarse
         if not visible[nc:].any():
             raise ValueError(f"{scan.name}: none of its points falls inside the unit cube, so nothing is observed.")
-        yield from self._decode("complete", class_name, seed, options, color_by, _session(request),
-                                tokens, visible, scan.describe())
+        yield from self._decode("complete", class_name, self.pipe.condition(class_name, 1, tokens, visible), seed,
+                                options, color_by, _session(request), scan.describe())
 
     # ---- after decoding -----------------------------------------------------------------------
 
@@ -289,13 +292,11 @@ class Handlers:
                        schedule: str, policy: str, color_by: str, request: gr.Request = None):
         """Generate a shape that looks like the object in an image, streaming every decoding step."""
         class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
-        options = options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy)
-        color_by = check_color_mode(color_by)
-        seed = resolve_seed(seed, randomize_seed)
+        seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
+                                                 guidance, schedule, policy, color_by)
         info, _, cond = self._image_condition(image_file, class_name, confidence)
-        tokens, known = self.pipe.image_tokens(cond)
-        yield from self._decode("image", CLASSES[cond.label], seed, options, color_by, _session(request),
-                                tokens, known, self._describe(info, cond, class_name is not None))
+        yield from self._decode("image", CLASSES[cond.label], self.pipe.condition_from_images([cond]), seed, options,
+                                color_by, _session(request), self._describe(info, cond, class_name is not None))
 
     # ---- session end ----------------------------------------------------------------------------
 

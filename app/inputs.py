@@ -10,14 +10,8 @@ scan spans the whole object: a partial cloud's box is smaller than the full shap
 normalised partial scan comes out too large and off-centre, and the completion is scaled with it.
 Scans made in the app (and the examples in ``assets/scans``) are already in the canonical frame.
 
-Making a scan from a benchmark shape (``make_scan``):
-- ``plane``: keep the surface points behind a plane, ``p . d <= offset``, with ``d`` the direction
-  given by azimuth/elevation;
-- ``view``: a simulated single-view depth scan: surface samples are projected orthographically
-  along ``d`` onto a 128 x 128 image and, in every pixel, only the points within a small depth
-  tolerance of the nearest one are kept (a point z-buffer), and none that lies well behind the
-  nearest surface of a neighbouring pixel (so sampling holes do not show the far side): what a
-  depth camera at ``d`` looking at the origin sees.
+Making a scan from a benchmark shape (``make_scan``): a plane cut or a single depth view of its
+surface samples, by ``smart3d.scans.scan_mask`` (see there).
 """
 
 from __future__ import annotations
@@ -28,16 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import maximum_filter
 
 from smart3d import geometry as G
+from smart3d.classes import CLASSES
 from smart3d.dataset import make_sample
 from smart3d.io import MAX_POINTS, SUPPORTED_EXTENSIONS, InputError, load_point_cloud, normalize_unit_box
-from smart3d.shapes import CLASSES
+from smart3d.scans import SCAN_METHODS, scan_mask
 
 SCAN_EXTENSIONS = SUPPORTED_EXTENSIONS            # .xyz .npy .npz .pcd .ply .obj .off .stl .glb
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-SCAN_METHODS = ("plane", "view")
 MESH_SAMPLES = 20_000                             # surface samples drawn from an uploaded mesh
 SCAN_SAMPLES = 40_000                             # dense samples of a benchmark shape for make_scan
 MAX_SCAN_POINTS = 4096                            # points written to a scan made in the app
@@ -135,37 +128,6 @@ def open_image(file, max_bytes: int):
 # Making a partial scan from a benchmark shape
 # --------------------------------------------------------------------------------------------
 
-def direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
-    """Unit vector for an azimuth (around +y, 0 = front +z) and elevation (towards +y): (3,)."""
-    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
-    return np.array([math.cos(e) * math.sin(a), math.sin(e), math.cos(e) * math.cos(a)])
-
-
-def plane_cut(points: np.ndarray, d: np.ndarray, offset: float) -> np.ndarray:
-    """(N,) bool: points behind the plane ``p . d = offset`` (the part facing away from ``d`` is kept)."""
-    return points @ d <= offset
-
-
-def single_view(points: np.ndarray, d: np.ndarray, resolution: int = 128, tolerance: float = 0.03,
-                gap: float = 0.15) -> np.ndarray:
-    """(N,) bool: points a depth camera at direction ``d`` (orthographic, looking at 0) would see."""
-    up = np.array([0.0, 1.0, 0.0]) if abs(d[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    u = np.cross(up, d)
-    u /= np.linalg.norm(u)
-    v = np.cross(d, u)
-    half = math.sqrt(3.0)                                           # the cube's half-diagonal
-    ij = np.floor((np.stack([points @ u, points @ v], 1) + half) * (resolution / (2 * half))).astype(np.int64)
-    ij = np.clip(ij, 0, resolution - 1)
-    pixel = ij[:, 0] * resolution + ij[:, 1]
-    depth = points @ d                                              # larger = nearer the camera
-    nearest = np.full(resolution * resolution, -np.inf)
-    np.maximum.at(nearest, pixel, depth)
-    # a pixel that happens to hold no near-side sample must not let the far side show through: a
-    # point is also hidden if a neighbouring pixel sees a surface well in front of it
-    around = maximum_filter(nearest.reshape(resolution, resolution), size=3, mode="nearest").reshape(-1)
-    return (depth >= nearest[pixel] - tolerance) & (depth >= around[pixel] - gap)
-
-
 def make_scan(class_name: str, index: int, method: str, azimuth: float, elevation: float, offset: float,
               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A partial scan of benchmark shape ``index`` of ``class_name``: (visible (N, 3), hidden (M, 3)) float32."""
@@ -181,8 +143,7 @@ def make_scan(class_name: str, index: int, method: str, azimuth: float, elevatio
             raise InputError(f"{name} must be a number between {lo} and {hi}; got {value!r}.")
     sample = make_sample(class_name, int(index), with_mesh=True)
     points = G.sample_surface(sample.mesh, SCAN_SAMPLES, seed=seed)
-    d = direction(azimuth, elevation)
-    keep = plane_cut(points, d, offset) if method == "plane" else single_view(points, d)
+    keep = scan_mask(points, method, azimuth, elevation, offset)
     if keep.sum() < 16:
         raise InputError("That cut leaves (almost) nothing of the shape; move the plane or change the direction.")
     visible, hidden = points[keep], points[~keep]

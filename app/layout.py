@@ -13,10 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from smart3d.classes import CLASSES
 from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
 from smart3d.masking import SCHEDULES
 from smart3d.sampler import POLICIES
-from smart3d.shapes import CLASSES
 
 from .handlers import ANY_CLASS, AppConfig, Handlers
 from .inputs import SCAN_EXTENSIONS, SCAN_METHODS

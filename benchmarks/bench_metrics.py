@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.dataset import make_sample  # noqa: E402
 from smart3d.metrics import chamfer_matrix, emd_approx, emd_exact  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------

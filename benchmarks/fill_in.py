@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smart3d import geometry as G  # noqa: E402
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.dataset import DEFAULT_CACHE, load_split  # noqa: E402
 from smart3d.evaluate import print_table  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
 from smart3d.sampler import SamplingOptions, empty_tokens  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 
 
 def main() -> None:

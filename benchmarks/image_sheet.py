@@ -22,9 +22,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
 from smart3d.render import contact_sheet, render_meshes  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> None:

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smart3d import geometry as G  # noqa: E402
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.dataset import load_split  # noqa: E402
 from smart3d.evaluate import print_table  # noqa: E402
 from smart3d.sampler import empty_tokens  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 from smart3d.tokenizer import Tokenizer, TokenizerConfig, iou  # noqa: E402
 from smart3d.train import encode_dense  # noqa: E402
 from smart3d.weights import load_pretrained  # noqa: E402

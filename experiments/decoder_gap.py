@@ -24,10 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.dataset import load_split  # noqa: E402
 from smart3d.evaluate import print_table  # noqa: E402
 from smart3d.geometry import surface_features  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 from smart3d.tokenizer import Tokenizer, TokenizerConfig, iou  # noqa: E402
 from smart3d.weights import WEIGHTS_DIR, load_pretrained  # noqa: E402
 

@@ -31,11 +31,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.classifier import ClassifierConfig, ShapeClassifier  # noqa: E402
 from smart3d.dataset import DEFAULT_CACHE, load_split  # noqa: E402
 from smart3d.evaluate import class_stats, generation_figures, print_table  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 from smart3d.weights import WEIGHTS_DIR, load_pretrained  # noqa: E402
 
 COLUMNS = ("1-NNA-CD %", "COV-CD %", "MMD-CD x1e3", "class accuracy %", "FD")

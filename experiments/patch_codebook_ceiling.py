@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smart3d import geometry as G  # noqa: E402
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.dataset import load_split  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 
 BITS = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))     # bit b of a patch's 64-bit key
 

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smart3d import geometry as G  # noqa: E402
+from smart3d.classes import CLASSES  # noqa: E402
 from smart3d.dataset import load_split  # noqa: E402
-from smart3d.shapes import CLASSES  # noqa: E402
 from smart3d.tokenizer import Tokenizer, TokenizerConfig, iou, soft_occupancy  # noqa: E402
 from smart3d.weights import WEIGHTS_DIR, load_pretrained  # noqa: E402
 

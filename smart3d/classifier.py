@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .shapes import CLASSES
+from .classes import CLASSES
 
 
 @dataclass(frozen=True)

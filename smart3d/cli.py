@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .shapes import CLASSES
+from .classes import CLASSES
 
 
 def cmd_classes(args: argparse.Namespace) -> None:
@@ -30,51 +30,61 @@ def cmd_shapes(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(indices)} {name} shapes)")
 
 
-def _options(args: argparse.Namespace):
-    from .sampler import SamplingOptions
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """Raise ValueError if one of ``paths`` exists and ``overwrite`` is not set: checked before
+    anything is decoded or written, so a run never silently replaces earlier results."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; choose "
+                         "another --out folder (or --sheet file), or pass --overwrite to replace them")
 
-    return SamplingOptions(num_steps=args.steps, schedule=args.schedule, policy=args.policy, top_k=args.top_k,
-                           temperature=(args.temperature_start, args.temperature_end), cfg_scale=args.guidance,
-                           min_part=args.min_part).check()
+
+def _output_names(out: Path, stem: str, num: int, overwrite: bool) -> list[str]:
+    """Stems of the ``num`` results to write into ``out`` (``stem`` or ``stem_00``, ``stem_01``, ...),
+    refusing names whose files exist (see ``_refuse_existing``)."""
+    names = [f"{stem}_{k:02d}" if num > 1 else stem for k in range(num)]
+    _refuse_existing([out / f"{n}.{ext}" for n in names for ext in ("glb", "ply")], overwrite)
+    return names
 
 
-def _write_results(results, out: Path, stem: str, settings: dict) -> list[str]:
+def _write_results(results, out: Path, names: list[str], settings: dict) -> None:
+    """Export each result as ``out/<name>.glb`` (mesh, ``settings`` in its metadata) and ``.ply`` (points)."""
     from .export import export_mesh, export_points
 
     out.mkdir(parents=True, exist_ok=True)
-    names = []
-    for k, r in enumerate(results):
-        name = f"{stem}_{k:02d}" if len(results) > 1 else stem
+    for k, (name, r) in enumerate(zip(names, results)):
         export_mesh(r.mesh, out / f"{name}.glb", {**settings, "index": k})
         export_points(r.points, out / f"{name}.ply")
-        names.append(name)
-    return names
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from .dataset import check_class
     from .pipeline import load_pipeline
+    from .sampler import SamplingOptions
 
     hint = None if args.class_name in (None, "none", "auto") else check_class(args.class_name)
     if args.class_name is None and not args.image:
         raise ValueError("give --class (a class name, or none for unconditional) or --image")
-    options = _options(args)
+    options = SamplingOptions.from_args(args)
+    if args.sheet:
+        _refuse_existing([Path(args.sheet)], args.overwrite)
     pipe = load_pipeline(args.weights, args.device)
     t0 = time.time()
     if args.image:
-        condition = pipe.image_condition(args.image, hint, args.confidence)
-        name = CLASSES[condition.label]
-        results = pipe.generate_from_image(args.image, args.num, args.seed, options, name, args.confidence)
+        image = pipe.image_condition(args.image, hint, args.confidence)
+        condition = pipe.condition_from_images([image] * args.num)
+        name = CLASSES[image.label]
         what = (f"{name} shapes from {Path(args.image).name} (class {'given' if hint else 'read from the image'}: "
-                f"p={float(condition.class_probs[condition.label]):.2f}; {int(condition.known.sum())}/64 coarse tokens given)")
-        settings = {"class": name, "image": Path(args.image).name, "confidence": args.confidence, "seed": args.seed,
-                    **options.__dict__}
+                f"p={float(image.class_probs[image.label]):.2f}; {int(image.known.sum())}/64 coarse tokens given)")
+        settings = {"class": name, "image": Path(args.image).name, "confidence": args.confidence}
     else:
         name = hint
-        results = pipe.generate(name, args.num, args.seed, options)
+        condition = pipe.condition(name, args.num)
         what = f"{name or 'unconditional'} shapes"
-        settings = {"class": name, "seed": args.seed, **options.__dict__}
-    names = _write_results(results, Path(args.out), name or "shape", settings)
+        settings = {"class": name}
+    names = _output_names(Path(args.out), name or "shape", args.num, args.overwrite)
+    results = pipe.run(condition, args.seed, options)
+    _write_results(results, Path(args.out), names, {**settings, "seed": args.seed, "options": options.record()})
     faces = sum(len(r.mesh.faces) for r in results)
     print(f"generated {len(results)} {what} (seed {args.seed}, {options.num_steps} steps) "
           f"in {time.time() - t0:.1f} s on {pipe.device}: {', '.join(n + '.glb' for n in names)} in {args.out} "
@@ -95,18 +105,20 @@ def cmd_complete(args: argparse.Namespace) -> None:
     from .dataset import check_class
     from .io import load_point_cloud, normalize_unit_box
     from .pipeline import load_pipeline
+    from .sampler import SamplingOptions
 
     name = None if args.class_name in (None, "none") else check_class(args.class_name)
-    options = _options(args)
+    options = SamplingOptions.from_args(args)
     points = load_point_cloud(args.input, generator=np.random.default_rng(args.seed))
     if np.abs(points).max() > 1.0:                # not in the canonical frame yet: per-shape unit box
         points, _ = normalize_unit_box(points)
+    names = _output_names(Path(args.out), Path(args.input).stem + "_completed", args.num, args.overwrite)
     pipe = load_pipeline(args.weights, args.device)
     t0 = time.time()
-    results = pipe.complete(points, name, args.seed, options, num=args.num)
-    stem = Path(args.input).stem + "_completed"
-    settings = {"class": name, "seed": args.seed, "input": Path(args.input).name, **options.__dict__}
-    names = _write_results(results, Path(args.out), stem, settings)
+    tokens, visible = pipe.tokens_of_points(points)
+    results = pipe.run(pipe.condition(name, args.num, tokens, visible), args.seed, options)
+    settings = {"class": name, "seed": args.seed, "input": Path(args.input).name, "options": options.record()}
+    _write_results(results, Path(args.out), names, settings)
     print(f"completed {args.input} ({len(points)} points) as {name or 'any class'} (seed {args.seed}) "
           f"in {time.time() - t0:.1f} s: {', '.join(n + '.glb' for n in names)} in {args.out}")
 
@@ -163,11 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_data)
 
-    from .masking import SCHEDULES
     from .pipeline import DEFAULT_IMAGE_CONFIDENCE
-    from .sampler import POLICIES, SamplingOptions
+    from .sampler import SamplingOptions
 
-    D = SamplingOptions()                                        # the CLI's defaults are the library's
     for cmd, fn, hlp in (("generate", cmd_generate, "generate shapes of a class"),
                          ("complete", cmd_complete, "complete a partial scan")):
         s = sub.add_parser(cmd, help=hlp)
@@ -185,18 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--class", dest="class_name", default=None, help="class hint (default: none)")
         s.add_argument("--num", type=int, default=4 if cmd == "generate" else 1, help="number of shapes")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--steps", type=int, default=D.num_steps, help="decoding steps")
-        s.add_argument("--schedule", default=D.schedule, help=", ".join(SCHEDULES))
-        s.add_argument("--policy", default=D.policy, help=", ".join(POLICIES))
-        s.add_argument("--top-k", type=int, default=D.top_k, help="sample among the k most likely codes (0: all)")
-        s.add_argument("--temperature-start", type=float, default=D.temperature[0])
-        s.add_argument("--temperature-end", type=float, default=D.temperature[1])
-        s.add_argument("--guidance", type=float, default=D.cfg_scale, help="final classifier-free guidance scale")
-        s.add_argument("--min-part", type=float, default=D.min_part,
-                       help="drop solid parts smaller than this fraction of the largest (0: keep all)")
+        SamplingOptions.add_arguments(s)
         s.add_argument("--weights", default=str(WEIGHTS_DIR), help="weights folder")
         s.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
         s.add_argument("--out", required=True, help="output folder")
+        s.add_argument("--overwrite", action="store_true", help="replace files of the same name in --out "
+                                                                 "(default: refuse to)")
         s.set_defaults(func=fn)
 
     from . import evaluate, train

@@ -30,7 +30,8 @@ import trimesh
 from tqdm import tqdm
 
 from . import geometry as G
-from .shapes import CLASSES, shape_sdf
+from .classes import CLASSES
+from .shapes import shape_sdf
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")

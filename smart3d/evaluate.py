@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import geometry as G
-from .shapes import CLASSES
+from .classes import CLASSES
+from .sampler import SamplingOptions
 
 SPARSE_POINTS = 4096   # reconstruction IoU is also reported from this many of the dense points
 TASKS = ("benchmark", "reconstruction", "generation", "completion", "image")
@@ -51,22 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--out", default=None, help="JSON file for the figures")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (generation, completion)")
-    p.add_argument("--steps", type=int, default=25, help="decoding steps")
     p.add_argument("--batch-size", type=int, default=25, help="shapes decoded together")
     p.add_argument("--split", default="test", choices=["val", "test"],
                    help="generation: the reference split (tune sampling settings on val, report on test)")
-    p.add_argument("--guidance", type=float, default=None, help="generation, completion: final guidance scale "
-                   "(default: SamplingOptions.cfg_scale)")
-    p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
-                   help="generation, completion: token temperature (default: SamplingOptions.temperature)")
-    p.add_argument("--top-k", type=int, default=None, help="generation, completion: sample among the k most likely "
-                   "tokens (0: all; default: SamplingOptions.top_k)")
-    p.add_argument("--policy", default=None, help="generation, completion: commit policy (default: "
-                   "SamplingOptions.policy)")
-    p.add_argument("--min-part", type=float, default=None, help="generation, completion: drop solid parts under "
-                   "this fraction of the largest (0: keep all; default: SamplingOptions.min_part)")
-    p.add_argument("--sampling", nargs="+", default=None, metavar="KEY=VALUE",
-                   help="generation, completion: any other SamplingOptions field, e.g. occupancy_temperature=0.7")
     p.add_argument("--emd", action="store_true", help="also compute EMD-based metrics (slow on CPU)")
     p.add_argument("--emd-points", type=int, default=None, help="generation: EMD on this many of the 2048 points "
                    "(exact EMD is O(N^3): 256 points take ~7 ms a pair on this CPU, 2048 ~3 s; default: all)")
@@ -74,11 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                   "into DIR/<class>.png")
     p.add_argument("--confidence", type=float, default=None, help="image: coarse tokens kept from the image "
                    "encoder (default: pipeline.DEFAULT_IMAGE_CONFIDENCE)")
-    p.add_argument("--image-prior", type=float, default=None, help="image: weight of the encoder's coarse "
-                   "log-probabilities on the transformer's coarse draws (default: pipeline.DEFAULT_IMAGE_PRIOR)")
     p.add_argument("--no-baseline", action="store_true", help="image: skip the class-only generation")
     p.add_argument("--weights", default=None, help="weights folder (default: weights/)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: best available)")
+    SamplingOptions.add_arguments(p)           # generation, completion, image
 
 
 def _header(args: argparse.Namespace) -> dict:
@@ -235,45 +221,11 @@ def evaluate_reconstruction(args: argparse.Namespace) -> dict:
             "seconds": time.time() - t0}
 
 
-def _sampling_options(args: argparse.Namespace):
-    from .sampler import SamplingOptions
-
-    given = {"min_part": args.min_part, "cfg_scale": args.guidance, "top_k": args.top_k, "policy": args.policy,
-             "temperature": None if args.temperature is None else tuple(args.temperature)}
-    given = {**given, **parse_sampling_overrides(args.sampling or [])}
-    return SamplingOptions(num_steps=args.steps, **{k: v for k, v in given.items() if v is not None}).check()
-
-
-def parse_sampling_overrides(pairs: list[str]) -> dict:
-    """``["occupancy_temperature=0.7", "coarse_cfg_scale=none"]`` -> typed SamplingOptions fields."""
-    from dataclasses import fields
-
-    from .sampler import SamplingOptions
-
-    types = {f.name: type(f.default) for f in fields(SamplingOptions)}
-    out = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or name not in types:
-            raise SystemExit(f"--sampling expects KEY=VALUE with KEY one of {', '.join(types)}; got {pair!r}")
-        if text.lower() == "none":
-            out[name] = None
-        elif types[name] is bool:
-            out[name] = text.lower() in ("1", "true", "yes")
-        elif types[name] is tuple:
-            out[name] = tuple(float(x) for x in text.split(","))
-        elif types[name] is str:
-            out[name] = text
-        else:                                  # int, float (and fields whose default is None: numbers)
-            out[name] = int(text) if types[name] is int else float(text)
-    return out
-
-
 def _generated(pipe, label_name: str, num: int, seed: int, options, batch: int):
     """Points (num, 2048, 3) and meshes of ``num`` generated shapes."""
     pts, meshes = [], []
     for i in range(0, num, batch):
-        res = pipe.generate(label_name, min(batch, num - i), seed=seed + i, options=options)
+        res = pipe.run(pipe.condition(label_name, min(batch, num - i)), seed + i, options)
         pts += [r.points for r in res]
         meshes += [r.mesh for r in res]
     return np.stack(pts), meshes
@@ -307,7 +259,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     from .weights import load_pretrained, read_config
 
     t0 = time.time()
-    options = _sampling_options(args)
+    options = SamplingOptions.from_args(args)
     pipe = load_pipeline(_weights_dir(args), args.device)
     clf = load_pretrained(ShapeClassifier, ClassifierConfig, f"{_weights_dir(args)}/classifier")
     test = load_split(args.split, args.classes, args.num_per_class, args.cache)
@@ -324,7 +276,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
 
             shown = meshes[:16]
             save_mesh_sheet(shown, [f"#{k}" for k in range(len(shown))], Path(args.sheets) / f"{c}.png",
-                            f"{c}: generated samples (seed {args.seed + 1000 * label}, {args.steps} steps)",
+                            f"{c}: generated samples (seed {args.seed + 1000 * label}, {options.num_steps} steps)",
                             columns=min(8, len(shown)))
         m = generation_figures(gen_pts, test.points[sel], stats[c], clf, label, args.emd, args.emd_points)
         m.update(part_figures(meshes))
@@ -339,7 +291,7 @@ def evaluate_generation(args: argparse.Namespace) -> dict:
     print_table(f"generation: {args.num} samples per class vs the {args.split} split",
                 ["class"] + list(_GEN_COLUMNS), rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "options": options.record(), "reference_split": args.split,
+            "steps": options.num_steps, "options": options.record(), "reference_split": args.split,
             "emd_points": (args.emd_points or 2048) if args.emd else None,
             "seed": args.seed, "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 
@@ -356,7 +308,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     from .weights import read_config
 
     t0 = time.time()
-    options = _sampling_options(args)
+    options = SamplingOptions.from_args(args)
     pipe = load_pipeline(_weights_dir(args), args.device)
     test = load_split("test", args.classes, args.num_per_class, args.cache)
     train = load_split("train", args.classes, args.num_per_class, args.cache)
@@ -380,8 +332,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             partial_2048 = partial[idx]                   # resampled to 2048 points for EMD
             tokens = pipe.tokenizer.encode_points(test.dense[k].astype(np.float32))[0].cpu()
             visible = plane_visible(n[None], torch.zeros(1), pipe.layout, whole=True)[0]
-            done = pipe.complete_tokens(tokens, visible, c, seed=args.seed + int(k),
-                                        options=options)[0].points
+            done = pipe.run(pipe.condition(c, 1, tokens, visible), args.seed + int(k), options)[0].points
             # retrieval: the training shape whose surface best explains the partial points
             pp = torch.from_numpy(partial)[None].expand(len(pool), -1, -1)
             one_sided = torch.cdist(pp, pool).min(-1).values.pow(2).mean(-1)
@@ -402,18 +353,18 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
     print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
                 ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
-            "steps": args.steps, "options": options.record(), "seed": args.seed,
+            "steps": options.num_steps, "options": options.record(), "seed": args.seed,
             "per_class": per_class, "mean": mean,
             "seconds": time.time() - t0}
 
 
-def _shape_errors(pipe, tokens: torch.Tensor, seed: int, min_part: float, target_points: np.ndarray,
-                  target_occupancy: np.ndarray, stats: dict) -> tuple[list[float], list[float]]:
-    """CD x1e3 (normalised with ``stats``) and voxel IoU of decoded ``tokens`` (B, L) to their targets."""
+def _shape_errors(results, target_points: np.ndarray, target_occupancy: np.ndarray,
+                  stats: dict) -> tuple[list[float], list[float]]:
+    """CD x1e3 (normalised with ``stats``) and voxel IoU of decoded results to their targets."""
     from .metrics import chamfer_distance
 
     cds, ious = [], []
-    for r, pts, occ in zip(pipe.decode(tokens, seed, min_part=min_part), target_points, target_occupancy):
+    for r, pts, occ in zip(results, target_points, target_occupancy):
         cds.append(1e3 * float(chamfer_distance(normalized(r.points, stats)[None], normalized(pts, stats)[None])[0]))
         pred = r.field > 0.5
         ious.append(float((pred & occ).sum() / max(1, (pred | occ).sum())))
@@ -423,15 +374,13 @@ def _shape_errors(pipe, tokens: torch.Tensor, seed: int, min_part: float, target
 def evaluate_image(args: argparse.Namespace) -> dict:
     from .dataset import load_split
     from .image import image_condition
-    from .pipeline import DEFAULT_IMAGE_CONFIDENCE, DEFAULT_IMAGE_PRIOR, load_pipeline
-    from .sampler import sample_steps
+    from .pipeline import DEFAULT_IMAGE_CONFIDENCE, load_pipeline
     from .views import load_views
     from .weights import read_config
 
     t0 = time.time()
-    options = _sampling_options(args)
+    options = SamplingOptions.from_args(args)
     confidence = DEFAULT_IMAGE_CONFIDENCE if args.confidence is None else args.confidence
-    prior = DEFAULT_IMAGE_PRIOR if args.image_prior is None else args.image_prior
     pipe = load_pipeline(_weights_dir(args), args.device)
     if pipe.image_encoder is None:
         raise SystemExit(f"no image encoder weights in {_weights_dir(args)} (python -m smart3d train image)")
@@ -450,8 +399,6 @@ def evaluate_image(args: argparse.Namespace) -> dict:
             true = pipe.tokenizer.encode_points(test.dense[b].astype(np.float32)).cpu()
             conds = [image_condition(pipe.image_encoder, torch.from_numpy(views.images[k, 0]).permute(2, 0, 1).float() / 255,
                                      confidence) for k in b]
-            labels = torch.tensor([cd.label for cd in conds])
-            known_tokens, known = (torch.stack(t) for t in zip(*map(pipe.image_tokens, conds)))
             for j, cd in enumerate(conds):
                 hit = cd.coarse == true[j, :nc]
                 figs["class_hits"] += int(cd.label == label)
@@ -459,18 +406,12 @@ def evaluate_image(args: argparse.Namespace) -> dict:
                 figs["known"] += int(cd.known.sum())
                 figs["known_hits"] += int(hit[cd.known].sum())
             seed = args.seed + int(b[0])
-            runs = {"image": (labels, known_tokens, known,
-                              prior * torch.stack([cd.log_probs for cd in conds]) if prior > 0 else None)}
+            runs = {"image": pipe.condition_from_images(conds)}
             if not args.no_baseline:
-                runs["class only"] = (torch.full((len(b),), label), None, None, None)
-            for name, (lab, kt, km, cp) in runs.items():
-                last = None
-                for last in sample_steps(pipe.model, pipe.tokenizer, lab.to(pipe.device),
-                                         replace(options, preview=False),
-                                         torch.Generator().manual_seed(seed), kt, km, coarse_prior=cp):
-                    pass
-                cds, ious = _shape_errors(pipe, last.tokens, seed, options.min_part, test.points[b],
-                                          test.occupancy[b], stats[c])
+                runs["class only"] = pipe.condition(c, len(b))
+            for name, condition in runs.items():
+                cds, ious = _shape_errors(pipe.run(condition, seed, options), test.points[b], test.occupancy[b],
+                                          stats[c])
                 figs[name][0].extend(cds)
                 figs[name][1].extend(ious)
         n = len(sel)
@@ -490,7 +431,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
                 ["class", "n"] + list(_IMAGE_COLUMNS), rows)
     return {**_header(args), "image_encoder": read_config(f"{_weights_dir(args)}/image_encoder").get("command"),
             "model": read_config(f"{_weights_dir(args)}/model").get("command"), "split": args.split,
-            "steps": args.steps, "options": options.record(), "confidence": confidence, "image_prior": prior,
+            "steps": options.num_steps, "options": options.record(), "confidence": confidence,
             "seed": args.seed,
             "per_class": per_class, "mean": mean, "seconds": time.time() - t0}
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .shapes import CLASSES
+from .classes import CLASSES
 
 IMAGE_SIZE = 64
 MIN_OBJECT_FRACTION = 0.002     # less foreground than this: no object in the picture

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from .attention import SpatialAttention
-from .shapes import CLASSES
+from .classes import CLASSES
 from .tokenizer import TokenLayout
 
 

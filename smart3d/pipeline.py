@@ -7,24 +7,28 @@
     result = pipe.generate("chair", num=4, seed=0)[0]        # or just the results
     result.mesh.export("chair.glb"); result.points.shape     # (2048, 3) float32
     result = pipe.generate_from_image("chair.png")[0]        # image conditioning (smart3d.image)
+
+Every way in (a class, an image, a partial scan, given tokens) becomes a ``Condition``; ``steps``
+streams its decoding and ``run`` drains it and decodes the tokens to results. ``generate``,
+``complete``, ``complete_tokens``, ``generate_from_image`` and ``sample_steps`` are thin wrappers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import trimesh
 
 from . import geometry as G
+from .classes import CLASSES
 from .dataset import check_class
 from .image import ImageCondition, ImageEncoder, ImageEncoderConfig, image_condition, prepare_image
 from .model import MaskedTransformer, ModelConfig
 from .sampler import SamplingOptions, Step, sample_steps
-from .shapes import CLASSES
 from .tokenizer import Tokenizer, TokenizerConfig
 from .weights import WEIGHTS_DIR, best_device, load_pretrained
 
@@ -41,8 +45,16 @@ class Result:
     seed: int
 
 
+@dataclass(frozen=True)
+class Condition:
+    """What a decoding is conditioned on, per shape: a class and, optionally, given tokens."""
+
+    labels: torch.Tensor                  # (B,) int64 class ids (the model's null class: unconditional)
+    tokens: torch.Tensor | None = None    # (B, L) int64 given tokens (read only where ``known``)
+    known: torch.Tensor | None = None     # (B, L) bool, True where the token is given and never changes
+
+
 DEFAULT_IMAGE_CONFIDENCE = 0.0  # coarse tokens read with at least this probability are given (0: all; best on val)
-DEFAULT_IMAGE_PRIOR = 0.0       # weight of its log-probabilities on the transformer's other coarse draws
 
 
 class Pipeline:
@@ -93,58 +105,46 @@ class Pipeline:
         label = None if class_name is None else self.label_of(class_name)
         return image_condition(self.image_encoder, prepare_image(image), confidence, label)
 
-    def image_tokens(self, condition: ImageCondition) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sequence (L,) int64 and its given positions (L,) bool that an image condition fixes:
-        its coarse tokens where it is sure enough, nothing at the fine level."""
-        tokens = torch.zeros(self.layout.length, dtype=torch.long)
-        known = torch.zeros(self.layout.length, dtype=torch.bool)
-        nc = self.layout.num_coarse
-        tokens[:nc], known[:nc] = condition.coarse, condition.known
-        return tokens, known
+    def condition(self, class_name: str | None = None, num: int = 1, tokens: torch.Tensor | None = None,
+                  known: torch.Tensor | None = None) -> Condition:
+        """``num`` shapes of a class (None: unconditional), with the ``known`` (L,) bool positions of
+        ``tokens`` (L,) int64 given (a partial scan), or nothing given."""
+        _check_num(num)
+        labels = torch.full((num,), self.label_of(class_name), dtype=torch.long)
+        if known is None:
+            return Condition(labels)
+        return Condition(labels, tokens.reshape(1, -1).expand(num, -1), known.reshape(1, -1).expand(num, -1))
 
-    def image_steps(self, condition: ImageCondition, num: int = 1, seed: int = 0,
-                    options: SamplingOptions = SamplingOptions(), prior: float = DEFAULT_IMAGE_PRIOR) -> Iterator[Step]:
-        """Stream the decoding of ``num`` shapes conditioned on an image (see ``image_condition``):
-        its class is the transformer's condition and its confident coarse tokens are given; with
-        ``prior`` > 0 its log-probabilities of the other coarse codes, times ``prior``, are added to
-        the transformer's coarse logits."""
-        if not 0.0 <= prior <= 10.0:
-            raise ValueError(f"prior weight must be between 0 and 10, got {prior}")
-        tokens, known = self.image_tokens(condition)
-        coarse_prior = prior * condition.log_probs[None] if prior > 0 else None
-        return self.sample_steps(CLASSES[condition.label], num, seed, options, tokens[None], known[None], coarse_prior)
-
-    def generate_from_image(self, image, num: int = 1, seed: int = 0, options: SamplingOptions = SamplingOptions(),
-                            class_name: str | None = None, confidence: float = DEFAULT_IMAGE_CONFIDENCE,
-                            prior: float = DEFAULT_IMAGE_PRIOR) -> list[Result]:
-        """Generate ``num`` shapes that look like the object in ``image``."""
-        condition = self.image_condition(image, class_name, confidence)
-        last = None
-        for last in self.image_steps(condition, num, seed, replace(options, preview=False), prior):
-            pass
-        return self.decode(last.tokens, seed, condition.label, options.min_part)
+    def condition_from_images(self, images: Sequence[ImageCondition]) -> Condition:
+        """One shape per image condition (see ``image_condition``): its class is the transformer's
+        condition and its confident coarse tokens are given, nothing at the fine level."""
+        _check_num(len(images))
+        L, nc = self.layout.length, self.layout.num_coarse
+        tokens = torch.zeros(len(images), L, dtype=torch.long)
+        known = torch.zeros(len(images), L, dtype=torch.bool)
+        for i, im in enumerate(images):
+            tokens[i, :nc], known[i, :nc] = im.coarse, im.known
+        return Condition(torch.tensor([im.label for im in images], dtype=torch.long), tokens, known)
 
     # ---- decoding ---------------------------------------------------------------------------
 
-    def sample_steps(self, class_name: str | None = None, num: int = 1, seed: int = 0,
-                     options: SamplingOptions = SamplingOptions(), known_tokens: torch.Tensor | None = None,
-                     known_mask: torch.Tensor | None = None, coarse_prior: torch.Tensor | None = None) -> Iterator[Step]:
-        """Stream the decoding of ``num`` shapes (see ``smart3d.sampler.sample_steps``)."""
-        if not 1 <= num <= 64:
-            raise ValueError(f"num must be between 1 and 64, got {num}")
-        labels = torch.full((num,), self.label_of(class_name), dtype=torch.long)
+    def steps(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> Iterator[Step]:
+        """Stream the decoding of a condition, one ``Step`` per decoding step (``smart3d.sampler.sample_steps``)."""
         g = torch.Generator().manual_seed(int(seed))
-        if known_tokens is not None:
-            known_tokens, known_mask = known_tokens.expand(num, -1), known_mask.expand(num, -1)
-        if coarse_prior is not None:
-            coarse_prior = coarse_prior.expand(num, -1, -1)
-        return sample_steps(self.model, self.tokenizer, labels, options, g, known_tokens, known_mask,
-                            coarse_prior=coarse_prior)
+        return sample_steps(self.model, self.tokenizer, condition.labels, options, g, condition.tokens, condition.known)
+
+    def run(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> list[Result]:
+        """Decode a condition to the end (no previews) and turn the final tokens into results."""
+        last = None
+        for last in self.steps(condition, seed, replace(options, preview=False)):
+            pass
+        return self.decode(last.tokens, seed, condition.labels, options.min_part)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor, seed: int = 0, label: int | None = None,
+    def decode(self, tokens: torch.Tensor, seed: int = 0, labels: torch.Tensor | None = None,
                min_part: float = SamplingOptions.min_part) -> list[Result]:
-        """Token sequences (B, L) -> results with field, mesh and points.
+        """Token sequences (B, L) -> results with field, mesh and points; ``labels`` (B,) the classes
+        they were drawn for (the null class and None: unconditional).
 
         Connected parts of the solid smaller than ``min_part`` of the largest one are dropped
         (``geometry.drop_small_parts``; 0 keeps everything).
@@ -154,18 +154,22 @@ class Pipeline:
         for i in range(len(tokens)):
             field = G.drop_small_parts(torch.sigmoid(logits[i]).float().cpu().numpy(), 0.5, min_part)
             mesh = G.mesh_from_field(field, 0.5)
-            out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=seed + i),
-                              label, seed))
+            label = None if labels is None or int(labels[i]) == self.model.null_class else int(labels[i])
+            out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=seed + i), label, seed))
         return out
+
+    # ---- convenience ------------------------------------------------------------------------
+
+    def sample_steps(self, class_name: str | None = None, num: int = 1, seed: int = 0,
+                     options: SamplingOptions = SamplingOptions(), known_tokens: torch.Tensor | None = None,
+                     known_mask: torch.Tensor | None = None) -> Iterator[Step]:
+        """Stream the decoding of ``num`` shapes of a class, with ``known_mask`` positions of ``known_tokens`` given."""
+        return self.steps(self.condition(class_name, num, known_tokens, known_mask), seed, options)
 
     def generate(self, class_name: str | None = None, num: int = 1, seed: int = 0,
                  options: SamplingOptions = SamplingOptions()) -> list[Result]:
         """Generate ``num`` shapes of a class (None: unconditional)."""
-        last = None
-        for last in self.sample_steps(class_name, num, seed, replace(options, preview=False)):
-            pass
-        label = None if class_name is None else self.label_of(class_name)
-        return self.decode(last.tokens, seed, label, options.min_part)
+        return self.run(self.condition(class_name, num), seed, options)
 
     def complete(self, points: np.ndarray, class_name: str | None = None, seed: int = 0,
                  options: SamplingOptions = SamplingOptions(), num: int = 1,
@@ -181,12 +185,18 @@ class Pipeline:
     def complete_tokens(self, tokens: torch.Tensor, visible: torch.Tensor, class_name: str | None = None,
                         seed: int = 0, options: SamplingOptions = SamplingOptions(), num: int = 1) -> list[Result]:
         """Complete a token sequence (L,) whose ``visible`` (L,) positions are given."""
-        last = None
-        for last in self.sample_steps(class_name, num, seed, replace(options, preview=False),
-                                      tokens[None], visible[None]):
-            pass
-        label = None if class_name is None else self.label_of(class_name)
-        return self.decode(last.tokens, seed, label, options.min_part)
+        return self.run(self.condition(class_name, num, tokens, visible), seed, options)
+
+    def generate_from_image(self, image, num: int = 1, seed: int = 0, options: SamplingOptions = SamplingOptions(),
+                            class_name: str | None = None, confidence: float = DEFAULT_IMAGE_CONFIDENCE) -> list[Result]:
+        """Generate ``num`` shapes that look like the object in ``image``."""
+        return self.run(self.condition_from_images([self.image_condition(image, class_name, confidence)] * num),
+                        seed, options)
+
+
+def _check_num(num: int) -> None:
+    if not 1 <= num <= 64:
+        raise ValueError(f"num must be between 1 and 64, got {num}")
 
 
 def load_pipeline(weights_dir: str | Path = WEIGHTS_DIR, device: str | torch.device | None = None) -> Pipeline:

@@ -9,10 +9,7 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
    0.5 over the steps (this is the token-sampling temperature), from all codes by default or from
    the top-k logits (the paper's k = 10: on 50 validation chairs with the first-stage model, all codes
    gave 1-NNA-CD 85% / COV-CD 34% against 97% / 26% with k = 10;
-   ``experiments/results/sweep_chair_val50_*.json``); with ``hierarchy=True`` (two levels),
-   whether a fine patch holds surface at all is not drawn but read from its committed coarse
-   token (``hierarchy_gate``), so the coarse level fixes the layout and the fine level only its
-   detail (off by default: with the shipped model it makes shapes worse, see ``hierarchy_gate``);
+   ``experiments/results/sweep_chair_val50_*.json``);
 3. the schedule (cosine by default) says how many masked tokens remain after this step; the commit
    policy picks which positions to commit among the masked ones:
    - ``spatial`` (default, SMART-3D): confidence of the sampled token plus a spatial prior:
@@ -22,15 +19,13 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
    Confidences get Gumbel noise that fades over the steps (MaskGIT's choice temperature).
 
 Every position is committed exactly once (the paper's Proposition 1): positions leave the mask
-when committed and are never revisited. Optional refinement rounds (``refine_steps``, off by
-default) come after the decoding steps: each re-masks a random share of the fine tokens in the
-surface band and redraws them with the rest as context (on 50 validation chairs / airplanes it made
-samples worse: ``experiments/results/sweep_val50_refine*.json``). In completion mode the visible
-tokens are given, never change (nor are they refined), and the schedule runs over the missing ones only. Same generator state, same result.
+when committed and are never revisited. In completion mode the visible tokens are given, never
+change, and the schedule runs over the missing ones only. Same generator state, same result.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, fields
 from typing import Iterator, Literal
 
@@ -45,10 +40,24 @@ from .tokenizer import Tokenizer
 Policy = Literal["spatial", "confidence", "random", "raster"]
 POLICIES: tuple[str, ...] = ("spatial", "confidence", "random", "raster")
 
+# the command-line flag and help of each user setting (``preview`` is for displays: no flag)
+_FLAGS: dict[str, tuple[str, str]] = {
+    "num_steps": ("--steps", "decoding steps"),
+    "schedule": ("--schedule", f"fraction still masked after each step: {', '.join(SCHEDULES)}"),
+    "policy": ("--policy", f"which masked positions to commit: {', '.join(POLICIES)}"),
+    "top_k": ("--top-k", "sample among the k most likely codes (0: all)"),
+    "temperature": ("--temperature", "token temperature, annealed from START (first step) to END (last)"),
+    "cfg_scale": ("--guidance", "classifier-free guidance scale reached when all tokens are revealed (1: none)"),
+    "choice_noise": ("--choice-noise", "Gumbel noise on the commit scores, fading to 0"),
+    "occupancy_first": ("--occupancy-first", "draw 'surface here or not' from the model's marginal, then the code"),
+    "min_part": ("--min-part", "final mesh: drop solid parts under this fraction of the largest (0: keep all)"),
+}
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """Decoding settings; ``check()`` validates user-provided values."""
+    """Decoding settings: ``check()`` validates user-provided values; ``add_arguments`` / ``from_args``
+    are the command line's one spelling of them (``generate``, ``complete``, ``evaluate``)."""
 
     num_steps: int = 25                           # decoding steps T
     schedule: str = "cosine"                      # fraction still masked after each step
@@ -58,29 +67,38 @@ class SamplingOptions:
     cfg_scale: float = 5.0                        # guidance scale reached when all tokens are revealed
     choice_noise: float = 1.0                     # Gumbel noise on commit scores (fades to 0)
     occupancy_first: bool = True                  # draw "surface here or not" first, then the code
-    occupancy_temperature: float = 1.0            # temperature of that surface-or-not draw (< 1: fewer stray bits)
-    coarse_cfg_scale: float | None = None         # guidance of coarse tokens, every step (None: as fine tokens)
-    hierarchy: bool = False                       # a fine patch holds surface iff its committed coarse token says so
     preview: bool = True                          # decode a field preview at every step
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
-    refine_steps: int = 0                         # corrector rounds after decoding (0: none)
-    refine_fraction: float = 0.25                 # share of the surface band re-masked and redrawn per round
-    refine_cfg_scale: float | None = None         # guidance of the refinement rounds (None: cfg_scale)
-    refine_temperature: float | None = None       # token temperature of the refinement rounds (None: the last step's)
 
-    @property
-    def total_steps(self) -> int:
-        """Steps ``sample_steps`` yields: the decoding steps, then the refinement rounds."""
-        return self.num_steps + self.refine_steps
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add a flag per user setting to ``parser``, defaulting to the library's values (see ``from_args``)."""
+        group = parser.add_argument_group("sampling", "decoding settings (smart3d.sampler.SamplingOptions)")
+        for f in fields(cls):
+            if f.name not in _FLAGS:
+                continue
+            flag, text = _FLAGS[f.name]
+            if isinstance(f.default, bool):
+                group.add_argument(flag, dest=f.name, default=f.default, action=argparse.BooleanOptionalAction,
+                                   help=f"{text} (default: {'on' if f.default else 'off'})")
+            elif isinstance(f.default, tuple):
+                group.add_argument(flag, dest=f.name, default=f.default, type=float, nargs=2, metavar=("START", "END"),
+                                   help=f"{text} (default: {' '.join(map(str, f.default))})")
+            else:
+                group.add_argument(flag, dest=f.name, default=f.default, type=type(f.default),
+                                   metavar=flag[2:].upper().replace("-", "_"), help=f"{text} (default: {f.default})")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides) -> "SamplingOptions":
+        """Checked options from the flags ``add_arguments`` added (``overrides``: settings without a flag)."""
+        given = {name: getattr(args, name) for name in _FLAGS}
+        return cls(**{**given, "temperature": tuple(given["temperature"]), **overrides}).check()
 
     def check(self) -> "SamplingOptions":
-        limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0),
-                  "occupancy_temperature": (0.01, 5.0), "coarse_cfg_scale": (0.0, 20.0),
-                  "refine_steps": (0, 256), "refine_fraction": (0.01, 1.0), "refine_cfg_scale": (0.0, 20.0),
-                  "refine_temperature": (0.01, 5.0)}
+        limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0)}
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
-            if v is not None and not lo <= v <= hi:
+            if not lo <= v <= hi:
                 raise ValueError(f"{name} must be between {lo} and {hi}, got {v}")
         if not 0.0 <= self.min_part <= 1.0:
             raise ValueError(f"min_part must be between 0 and 1, got {self.min_part}")
@@ -95,9 +113,7 @@ class SamplingOptions:
 
     def record(self) -> dict:
         """The settings that shape a result, as plain JSON (for result files and GLB metadata)."""
-        out = {k: getattr(self, k) for k in ("num_steps", "schedule", "policy", "top_k", "temperature", "cfg_scale",
-                                             "choice_noise", "occupancy_first", "occupancy_temperature", "coarse_cfg_scale",
-                                             "hierarchy", "min_part", "refine_steps", "refine_fraction", "refine_cfg_scale", "refine_temperature")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "preview"}   # preview: display only
         return {**out, "temperature": list(self.temperature)}
 
 
@@ -141,77 +157,30 @@ def _sample_token(logits: torch.Tensor, top_k: int, temp: float, generator) -> t
 
 
 def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, top_k: int, temp: float,
-                            generator, occupancy_temp: float = 1.0,
-                            gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw whether a patch holds surface from the model's own marginal, then its code.
 
     One "no surface here" code competes with hundreds of surface codes that share the rest of the
     mass, so a tempered top-k draw over all codes picks it far more often than the model believes
-    it (under-trained models then decode near-empty shapes). Here the binary choice is tempered on
-    its own, symmetrically: ``p(surface)`` becomes ``sigmoid(logit(p) / occupancy_temp)`` (1: the
-    model's marginal); top-k and temperature shape only the choice among surface codes.
-    ``gate`` (B, l) int8, where not -1, fixes the outcome (1: surface, 0: empty; see ``hierarchy_gate``).
+    it (under-trained models then decode near-empty shapes). Here the binary choice keeps the
+    model's marginal; top-k and temperature shape only the choice among surface codes.
     Returns codes (B, l) and the model's probability of the drawn outcome (surface or not) as confidence.
     """
     log_empty = logp.gather(-1, empty.expand(logp.shape[:-1])[..., None]).squeeze(-1)
     p_empty = log_empty.exp()
-    q_empty = p_empty                                                          # p(empty) the draw uses
-    if occupancy_temp != 1.0:
-        log_odds = log_empty - torch.log1p(-p_empty.clamp(max=1 - 1e-7))      # log p(empty) / p(surface)
-        q_empty = torch.sigmoid(log_odds / occupancy_temp)
-    surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= q_empty
-    if gate is not None:
-        surface = torch.where(gate >= 0, gate == 1, surface)
+    surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= p_empty
     codes, _ = _sample_token(logits.scatter(-1, empty.expand(logp.shape[:-1])[..., None], float("-inf")),
                              top_k, temp, generator)
     pick = torch.where(surface, codes, empty.expand_as(codes))
     return pick, torch.where(surface, 1.0 - p_empty, p_empty)
 
 
-def _gated_logits(logits: torch.Tensor, gate: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
-    """Logits (B, l, K) with the outcome ``gate`` forbids masked out (gate 0: only empty, 1: no empty)."""
-    is_empty = F.one_hot(empty, logits.shape[-1]).bool().expand_as(logits)
-    banned = ((gate == 0)[..., None] & ~is_empty) | ((gate == 1)[..., None] & is_empty)
-    return logits.masked_fill(banned, float("-inf"))
-
-
-def _draw(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, gate: torch.Tensor | None,
-          options: SamplingOptions, temp: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw(logits: torch.Tensor, logp: torch.Tensor, empty: torch.Tensor, options: SamplingOptions, temp: float,
+          generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One level's draw at every position: codes (B, l) and their confidences (B, l)."""
     if options.occupancy_first:
-        return _sample_occupancy_first(logits, logp, empty, options.top_k, temp, generator,
-                                       options.occupancy_temperature, gate)
-    if gate is not None:
-        logits = _gated_logits(logits, gate, empty)
+        return _sample_occupancy_first(logits, logp, empty, options.top_k, temp, generator)
     return _sample_token(logits, options.top_k, temp, generator)
-
-
-def level_guidance(options: SamplingOptions, scale: float, has_coarse: bool) -> list[float]:
-    """Guidance scale per level (coarse first): the step's scale, or ``coarse_cfg_scale`` for coarse tokens."""
-    if not has_coarse:
-        return [scale]
-    return [scale if options.coarse_cfg_scale is None else options.coarse_cfg_scale, scale]
-
-
-def hierarchy_gate(tokenizer: Tokenizer, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """What the committed coarse tokens say about each fine patch: (B, 512) int8, 1 surface / 0 empty / -1 open.
-
-    The coarse code of an 8^3 block decodes to its 4^3 pooled surface bits (``decode_coarse``); a
-    fine patch (2^3 of those cells) holds surface iff one of its cells does. On tokenized real
-    shapes the two levels agree on all but a few patches per shape; the shipped transformer, left
-    to itself, puts surface in dozens of patches per shape that its own coarse tokens call empty
-    (``experiments/hierarchy_agreement.py``). Gating the fine draw by the coarse tokens removes that
-    disagreement but not the fragments: even under the *true* coarse tokens of a validation shape,
-    the fine codes that this model draws for neighbouring patches of a thin part do not line up,
-    and the coarse codes it draws itself are a worse plan than the one its fine level follows
-    without the gate. Fine patches under a still-masked coarse token stay open.
-    """
-    nc = tokenizer.layout.num_coarse
-    cells = tokenizer.decode_coarse(tokens.clamp(min=0))                                 # (B, 16, 16, 16)
-    surface = F.max_pool3d(cells.unsqueeze(1), 2).flatten(1) > 0.5                       # (B, 512) lattice order
-    parent = tokenizer.layout.fine_to_coarse().to(tokens.device)
-    gate = surface.to(torch.int8)
-    return gate.masked_fill(mask[:, :nc][:, parent], -1)
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:
@@ -237,48 +206,25 @@ def _spatial_prior(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.T
 
 
 def _guided_logits(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                   null: torch.Tensor, cond: torch.Tensor | None, scales: list[float]) -> list[torch.Tensor]:
-    """Per-level logits at every position, ``uncond + w (cond - uncond)`` with each level's scale ``w``."""
+                   null: torch.Tensor, cond: torch.Tensor | None, scale: float) -> list[torch.Tensor]:
+    """Per-level logits at every position, ``uncond + scale (cond - uncond)``."""
     inp = tokens.clamp(min=0)
-    if all(w == 1.0 for w in scales):
+    if scale == 1.0:
         return model(inp, mask, labels, cond)
     c_cond = None if cond is None else torch.cat([cond, torch.zeros_like(cond)])
     both = model(inp.repeat(2, 1), mask.repeat(2, 1), torch.cat([labels, null]), c_cond)
-    return [lu + w * (lc - lu) for w, (lc, lu) in zip(scales, (x.chunk(2) for x in both))]
-
-
-def surface_band(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
-    """Fine positions that hold surface or touch one that does (26-neighbourhood): (B, L) bool."""
-    B, L = tokens.shape
-    nc, n = model.layout.num_coarse, G.LATTICE
-    occupied = (tokens[:, nc:] != empty[None, nc:]).float().view(B, 1, n, n, n)
-    band = torch.zeros(B, L, dtype=torch.bool, device=tokens.device)
-    band[:, nc:] = F.max_pool3d(occupied, 3, stride=1, padding=1).view(B, -1) > 0
-    return band
-
-
-def _refine_pick(model: MaskedTransformer, tokens: torch.Tensor, empty: torch.Tensor, free: torch.Tensor,
-                 fraction: float, generator) -> torch.Tensor:
-    """A random ``fraction`` of each sample's surface band among the ``free`` (not given) positions,
-    at least one where that band is not empty: (B, L) bool."""
-    band = surface_band(model, tokens, empty) & free
-    score = torch.rand(band.shape, generator=generator).to(tokens.device).masked_fill(~band, -1.0)
-    n = (band.sum(1).float() * fraction).ceil().long().clamp(min=1)
-    rank = score.argsort(1, descending=True).argsort(1)
-    return (rank < n[:, None]) & band
+    return [lu + scale * (lc - lu) for lc, lu in (x.chunk(2) for x in both)]
 
 
 @torch.no_grad()
 def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.Tensor,
                  options: SamplingOptions = SamplingOptions(), generator: torch.Generator | None = None,
                  known_tokens: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-                 cond: torch.Tensor | None = None, coarse_prior: torch.Tensor | None = None) -> Iterator[Step]:
+                 cond: torch.Tensor | None = None) -> Iterator[Step]:
     """Decode a batch progressively, yielding a ``Step`` after every step.
 
     labels : (B,) int64 class ids (``model.null_class`` for unconditional). known_tokens (B, L) and
     known_mask (B, L) bool (True = given) switch on completion. cond : (B, T, cond_dim) image prefix.
-    coarse_prior : (B, L_coarse, V_coarse) log-probabilities (an image encoder's) added to the
-    guided coarse logits at every step: the transformer and the prior jointly choose the plan.
     The generator (CPU) drives every random choice.
     """
     options.check()
@@ -302,31 +248,23 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
                              device=device)                              # (B, T)
     null = torch.full_like(labels, model.null_class)
     slices = model.level_slices()
-    nc = model.layout.num_coarse
-    gated = options.hierarchy and nc > 0
-    total = options.total_steps
     try:
         for s in range(1, T + 1):
             revealed = 1.0 - mask.float().mean().item()
             scale = 1.0 + (options.cfg_scale - 1.0) * revealed               # MAR: guidance grows with progress
             u = (s - 1) / max(1, T - 1)
             temp = options.temperature[0] + (options.temperature[1] - options.temperature[0]) * u
-            logits = _guided_logits(model, tokens, mask, labels, null, cond,
-                                    level_guidance(options, scale, bool(nc)))
-            if coarse_prior is not None and nc:
-                logits[0] = logits[0].float() + coarse_prior.to(device)
+            logits = _guided_logits(model, tokens, mask, labels, null, cond, scale)
             sampled = torch.empty_like(tokens)
             conf = torch.empty(B, L, device=device)
             ent = torch.zeros(B, L, device=device)
             best = torch.empty_like(tokens)
-            gates = [None] * (len(slices) - 1) + [hierarchy_gate(tokenizer, tokens, mask) if gated else None]
-            for sl, lg, gate in zip(slices, logits, gates):
+            for sl, lg in zip(slices, logits):
                 lg = lg.float()
                 logp = lg.log_softmax(-1)
                 ent[:, sl] = -(logp.exp() * logp).sum(-1)
                 best[:, sl] = lg.argmax(-1)
-                sampled[:, sl], conf[:, sl] = _draw(lg, logp, empty[sl], gate, options, temp, generator)
-            fine_logits, fine_logp = lg, logp                                 # the last level is the fine one
+                sampled[:, sl], conf[:, sl] = _draw(lg, logp, empty[sl], options, temp, generator)
             entropy = (ent * mask).sum(1) / mask.sum(1).clamp(min=1)
             # which masked positions to commit now
             if options.policy == "random":
@@ -342,16 +280,6 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             n_commit = mask.sum(1) - remaining[:, s - 1]                     # (B,)
             rank = score.argsort(1, descending=True).argsort(1)
             commit = (rank < n_commit[:, None]) & mask
-            if gated and commit[:, :nc].any():
-                # fine tokens committed together with their coarse parent were drawn with the gate
-                # open; redraw them under what the parent now says
-                after = torch.where(commit, sampled, tokens)
-                gate = hierarchy_gate(tokenizer, after, mask & ~commit)
-                redo = commit[:, nc:] & (gates[-1] < 0) & (gate >= 0)
-                if redo.any():
-                    pick, c = _draw(fine_logits, fine_logp, empty[nc:], gate, options, temp, generator)
-                    sampled[:, nc:] = torch.where(redo, pick, sampled[:, nc:])
-                    conf[:, nc:] = torch.where(redo, c, conf[:, nc:])
             tokens = torch.where(commit, sampled, tokens)
             confidence = torch.where(commit, conf, confidence)
             order = torch.where(commit, s, order)
@@ -360,29 +288,11 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             if options.preview:
                 belief = torch.where(mask, best, tokens)
                 preview = torch.sigmoid(tokenizer.decode(belief)).cpu()
-            yield Step(s, total, tokens.cpu(), mask.cpu(), commit.cpu(), confidence.cpu(), order.cpu(),
+            yield Step(s, T, tokens.cpu(), mask.cpu(), commit.cpu(), confidence.cpu(), order.cpu(),
                        entropy.cpu(), scale, temp, preview)
-        free = ~known_mask if known_mask is not None else torch.ones_like(mask)   # generated positions: may be refined
-        scale = options.cfg_scale if options.refine_cfg_scale is None else options.refine_cfg_scale
-        temp = options.temperature[1] if options.refine_temperature is None else options.refine_temperature
-        for r in range(1, options.refine_steps + 1):
-            redo = _refine_pick(model, tokens, empty, free, options.refine_fraction, generator)
-            logits = _guided_logits(model, tokens, redo, labels, null, cond, level_guidance(options, scale, bool(nc)))
-            lg = logits[-1].float()
-            logp = lg.log_softmax(-1)
-            ent = -(logp.exp() * logp).sum(-1)
-            pick, conf = _draw(lg, logp, empty[nc:], None, options, temp, generator)
-            redo_f = redo[:, nc:]                                            # new tensors: yielded steps keep theirs
-            tokens = torch.cat([tokens[:, :nc], torch.where(redo_f, pick, tokens[:, nc:])], 1)
-            confidence = torch.cat([confidence[:, :nc], torch.where(redo_f, conf, confidence[:, nc:])], 1)
-            order = torch.where(redo, T + r, order)
-            entropy = (ent * redo_f).sum(1) / redo_f.sum(1).clamp(min=1)
-            preview = torch.sigmoid(tokenizer.decode(tokens)).cpu() if options.preview else None
-            yield Step(T + r, total, tokens.cpu(), mask.cpu(), redo.cpu(), confidence.cpu(), order.cpu(),
-                       entropy.cpu(), scale, temp, preview)
-
     finally:
         model.train(was_training)
+
 
 def sample(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.Tensor, **kwargs) -> torch.Tensor:
     """Drain ``sample_steps``: the final token sequences (B, L) int64."""

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .classes import CLASSES
+
 SDF = Callable[[np.ndarray], np.ndarray]  # (N, 3) float64 points -> (N,) float64, negative inside
 BAND = 0.125        # distances are exact within this band around the surface
 CHUNK = 1 << 14     # points evaluated per block
@@ -1241,7 +1243,7 @@ _FAMILIES: dict[str, Callable[[_Draw], Node]] = {
     "airplane": _airplane, "bed": _bed, "bench": _bench, "bookshelf": _bookshelf, "bottle": _bottle,
     "car": _car, "chair": _chair, "lamp": _lamp, "mug": _mug, "sofa": _sofa, "table": _table, "vase": _vase,
 }
-CLASSES: tuple[str, ...] = tuple(sorted(_FAMILIES))
+assert tuple(sorted(_FAMILIES)) == CLASSES, f"shape families {sorted(_FAMILIES)} differ from classes.CLASSES {CLASSES}"
 CLASS_SEED: dict[str, int] = {name: zlib.crc32(name.encode()) for name in CLASSES}  # stable, unlike hash()
 
 

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from . import geometry as G
-from .shapes import CLASSES
+from .classes import CLASSES
 from .weights import WEIGHTS_DIR, best_device, matching_state, read_config, save_pretrained
 
 COMPONENTS = ("classifier", "tokenizer", "decoder", "model", "image")

@@ -23,9 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import geometry as G
+from .classes import CLASSES
 from .dataset import DEFAULT_CACHE, cache_dir, check_class, load_split
 from .image import IMAGE_SIZE
-from .shapes import CLASSES
 
 RENDER_SIZE = 96
 VIEWS_FORMAT = 1          # bump when the rendering or the framing changes

@@ -21,12 +21,13 @@ import trimesh  # noqa: E402
 
 from app import AppConfig, Handlers, build_demo, launch_options  # noqa: E402
 from app.downloads import SessionFiles  # noqa: E402
-from app.inputs import direction, load_scan, make_scan, plane_cut, single_view  # noqa: E402
+from app.inputs import load_scan, make_scan  # noqa: E402
 from app.layout import SCANS_DIR  # noqa: E402
 from app.settings import options_from_ui  # noqa: E402
 from app.tiny_weights import write_tiny_weights  # noqa: E402
 from smart3d.export import glb_metadata  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
+from smart3d.scans import direction  # noqa: E402
 
 STEPS = 6
 CHAIR_SCAN = SCANS_DIR / "chair_plane_cut.ply"
@@ -215,17 +216,6 @@ def test_make_scan_plane_cut_and_single_view(handlers):
     path = handlers.make_scan("mug", 2, "view", 0, 0, 0.0)
     fig, info = handlers.preview_scan(path)
     assert isinstance(fig, go.Figure) and "patches" in info and "canonical frame" in info
-
-
-def test_single_view_sees_the_near_side_only():
-    p = np.random.default_rng(0).normal(size=(20_000, 3))
-    p /= np.linalg.norm(p, axis=1, keepdims=True) * 2                   # sphere of radius 0.5
-    for az, el in ((0, 0), (90, 0), (0, 90), (200, -30)):
-        d = direction(az, el)
-        seen = single_view(p, d)
-        assert np.all(p[seen] @ d > -0.1)                               # nothing from the far side
-        assert (p @ d > 0.2)[~seen].mean() < 0.05                       # the near cap is (almost) all seen
-    assert plane_cut(p, np.array([0, 1.0, 0]), 0.0).sum() == (p[:, 1] <= 0).sum()
 
 
 def test_scans_outside_the_unit_cube_are_normalised(tmp_path):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from smart3d import geometry as G
+from smart3d.classes import CLASSES
 from smart3d.dataset import build_cache, cache_path, load_split, make_sample, split_indices
-from smart3d.shapes import CLASSES
 
 
 @pytest.mark.parametrize("name", ["chair", "airplane", "mug"])

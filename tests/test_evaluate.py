@@ -72,21 +72,6 @@ def test_generation_settings_and_reference_split_are_recorded(setup):
     assert bad.returncode != 0 and "min_part must be between 0 and 1" in bad.stderr
 
 
-def test_sampling_overrides_are_typed_and_unknown_keys_rejected():
-    from smart3d.evaluate import parse_sampling_overrides
-    from smart3d.sampler import SamplingOptions
-
-    got = parse_sampling_overrides(["occupancy_temperature=0.7", "coarse_cfg_scale=4", "top_k=10",
-                                    "occupancy_first=false", "temperature=0.9,0.6", "policy=confidence"])
-    assert got == {"occupancy_temperature": 0.7, "coarse_cfg_scale": 4.0, "top_k": 10, "occupancy_first": False,
-                   "temperature": (0.9, 0.6), "policy": "confidence"}
-    SamplingOptions(**got).check()
-    assert parse_sampling_overrides(["coarse_cfg_scale=none"]) == {"coarse_cfg_scale": None}
-    for bad in (["warp=9"], ["top_k"]):
-        with pytest.raises(SystemExit, match="KEY=VALUE"):
-            parse_sampling_overrides(bad)
-
-
 def test_image_task_compares_image_and_class_only_generation(setup):
     root, weights = setup
     r = _evaluate(root, weights, "--task", "image", "--steps", "2", "--confidence", "0")

@@ -11,10 +11,10 @@ from PIL import Image
 
 from app.tiny_weights import write_tiny_weights
 from smart3d import geometry as G
+from smart3d.classes import CLASSES
 from smart3d.image import IMAGE_SIZE, PRESETS, ImageEncoder, image_condition, prepare_image
 from smart3d.pipeline import load_pipeline
 from smart3d.sampler import SamplingOptions
-from smart3d.shapes import CLASSES
 from smart3d.train import image_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_generate_from_image_keeps_the_confident_coarse_tokens(weights, tmp_path
     img = tmp_path / "disc.png"
     Image.fromarray(_disc(128, 64, 64, 30)).save(img)
     cond = pipe.image_condition(img, confidence=0.0)
-    steps = list(pipe.image_steps(cond, num=2, seed=3, options=SamplingOptions(num_steps=3, preview=False)))
+    steps = list(pipe.steps(pipe.condition_from_images([cond] * 2), seed=3, options=SamplingOptions(num_steps=3)))
     nc = pipe.layout.num_coarse
     final = steps[-1].tokens
     assert (final >= 0).all() and torch.equal(final[:, :nc], cond.coarse.expand(2, -1))
@@ -158,21 +158,3 @@ def test_cli_generate_from_image_and_its_errors(weights, tmp_path):
                       ([], "give --class")):
         r = _cli("generate", *args, "--weights", str(weights), "--out", str(tmp_path / "x"))
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
-
-
-def test_coarse_prior_steers_the_coarse_draws(weights):
-    """With nothing given, a (near one-hot) prior decides the coarse tokens; the fine ones stay free."""
-    from dataclasses import replace
-
-    pipe = load_pipeline(weights, "cpu")
-    cond = pipe.image_condition(_disc(100, 50, 50, 20), confidence=1.0)
-    assert not cond.known.any()
-    V = cond.log_probs.shape[1]
-    target = torch.randint(V, (64,), generator=torch.Generator().manual_seed(0))
-    cond = replace(cond, log_probs=torch.full((64, V), -1e4).scatter(1, target[:, None], 0.0))
-    options = SamplingOptions(num_steps=3, preview=False)
-    steered = list(pipe.image_steps(cond, seed=1, options=options, prior=1.0))[-1].tokens[0]
-    free = list(pipe.image_steps(cond, seed=1, options=options, prior=0.0))[-1].tokens[0]
-    assert torch.equal(steered[:64], target) and not torch.equal(free[:64], target)
-    with pytest.raises(ValueError, match="prior weight"):
-        pipe.image_steps(cond, prior=-1.0)

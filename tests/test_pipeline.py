@@ -110,3 +110,21 @@ def test_cli_classes_generate_complete_and_errors(weights, tmp_path):
     nan.write_text("0 0 0\nnan 1 1\n" * 20)
     bad = _cli("complete", "--input", str(nan), "--out", str(tmp_path / "y"), "--weights", str(weights))
     assert bad.returncode == 2 and "NaN" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_refuses_to_overwrite_results_unless_asked(weights, tmp_path):
+    gen = ["generate", "--class", "mug", "--num", "1", "--steps", "2", "--weights", str(weights), "--out", str(tmp_path)]
+    assert _cli(*gen).returncode == 0
+    glb = tmp_path / "mug.glb"
+    before = glb.read_bytes()
+    again = _cli(*gen, "--seed", "1")
+    assert again.returncode == 2 and "mug.glb" in again.stderr and "--overwrite" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr and glb.read_bytes() == before            # nothing was replaced
+    assert _cli(*gen, "--seed", "1", "--overwrite").returncode == 0
+    assert glb_metadata(glb)["seed"] == 1 and glb_metadata(glb)["options"]["num_steps"] == 2
+    scan = tmp_path / "scan.xyz"
+    np.savetxt(scan, np.random.default_rng(1).uniform(-0.5, 0.2, size=(3000, 3)))
+    (tmp_path / "scan_completed.ply").write_text("keep me")
+    done = _cli("complete", "--input", str(scan), "--steps", "2", "--weights", str(weights), "--out", str(tmp_path))
+    assert done.returncode == 2 and "scan_completed.ply" in done.stderr and "--overwrite" in done.stderr
+    assert (tmp_path / "scan_completed.ply").read_text() == "keep me"

@@ -34,8 +34,8 @@ def test_shipped_weights_generate_the_recorded_chair():
 def test_shipped_image_encoder_reads_the_example_renders(name):
     """The example images are renders of test-split shapes: the encoder must read their class, and the
     coarse plan it gives must put surface in the blocks where the true shape's tokens do, mostly."""
+    from smart3d.classes import CLASSES
     from smart3d.dataset import make_sample
-    from smart3d.shapes import CLASSES
 
     from app.make_examples import IMAGE_EXAMPLES
 

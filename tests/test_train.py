@@ -137,7 +137,7 @@ def test_oversample_draws_a_class_that_many_times_as_often_and_rejects_bad_input
 
     import numpy as np
 
-    from smart3d.shapes import CLASSES as ALL
+    from smart3d.classes import CLASSES as ALL
     from smart3d.train import class_factor, draw_weights
 
     assert class_factor("airplane=3") == ("airplane", 3.0)
