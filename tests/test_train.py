@@ -110,7 +110,7 @@ def test_decoder_run_keeps_every_token(workdir, preset):
 
 
 def test_soft_iou_loss_is_one_minus_iou_and_weighs_small_shapes_up():
-    from smart3d.train import soft_iou_loss
+    from smart3d.train.decoder import soft_iou_loss
 
     big = torch.zeros(1, 8, 8, 8, dtype=torch.bool)
     big[:, 1:7, 1:7, 1:7] = True                                     # 216 voxels
@@ -138,7 +138,7 @@ def test_oversample_draws_a_class_that_many_times_as_often_and_rejects_bad_input
     import numpy as np
 
     from smart3d.classes import CLASSES as ALL
-    from smart3d.train import class_factor, draw_weights
+    from smart3d.train.decoder import class_factor, draw_weights
 
     assert class_factor("airplane=3") == ("airplane", 3.0)
     for bad in ("airplane", "spaceship=2", "airplane=0", "airplane=-1", "airplane=nan", "airplane=x"):
@@ -154,7 +154,7 @@ def test_oversample_draws_a_class_that_many_times_as_often_and_rejects_bad_input
 
 
 def test_token_noise_moves_only_surface_tokens_to_near_codes():
-    from smart3d.train import nearest_codes, perturb_tokens
+    from smart3d.train.decoder import nearest_codes, perturb_tokens
 
     g = torch.Generator().manual_seed(0)
     codebook = torch.randn(64, 8, generator=g)
@@ -267,7 +267,8 @@ def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
     """``train model --init``: each new fine code starts as its parent, weighted by its share of the data."""
     from smart3d.dataset import load_split
     from smart3d.model import MaskedTransformer, ModelConfig
-    from smart3d.train import carry_over, encode_split
+    from smart3d.train.loop import encode_split
+    from smart3d.train.model import carry_over
     from smart3d.tokenizer import Tokenizer, TokenizerConfig
     from smart3d.weights import load_pretrained
 
