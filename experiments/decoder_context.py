@@ -34,7 +34,7 @@ from smart3d.dataset import load_split  # noqa: E402
 from smart3d.evaluate import print_table  # noqa: E402
 from smart3d.sampler import empty_tokens  # noqa: E402
 from smart3d.tokenizer import Tokenizer, TokenizerConfig, iou  # noqa: E402
-from smart3d.train import encode_dense  # noqa: E402
+from smart3d.train.loop import encode_dense  # noqa: E402
 from smart3d.weights import load_pretrained  # noqa: E402
 
 

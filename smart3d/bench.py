@@ -107,7 +107,7 @@ def bench_sampling(args: argparse.Namespace) -> dict:
 def bench_train_step(args: argparse.Namespace) -> dict:
     from .masking import training_mask
     from .model import PRESETS, MaskedTransformer
-    from .train import masked_token_loss
+    from .train.model import masked_token_loss
     from .weights import best_device
 
     device = torch.device(args.device) if args.device else best_device()

@@ -15,7 +15,7 @@ from smart3d.classes import CLASSES
 from smart3d.image import IMAGE_SIZE, PRESETS, ImageEncoder, image_condition, prepare_image
 from smart3d.pipeline import load_pipeline
 from smart3d.sampler import SamplingOptions
-from smart3d.train import image_batch
+from smart3d.train.image import image_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 

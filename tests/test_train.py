@@ -109,8 +109,58 @@ def test_decoder_run_keeps_every_token(workdir, preset):
             in read_config(d / "tokenizer_dec")["command"])
 
 
+@pytest.mark.parametrize("what, presets", [("model", "smart3d.model"), ("tokenizer", "smart3d.tokenizer"),
+                                            ("decoder", "smart3d.tokenizer"), ("image", "smart3d.image")])
+def test_each_trainer_takes_only_its_own_presets(what, presets, capsys):
+    """``train model --preset fine32`` (a tokenizer preset) is a usage error naming the model presets."""
+    import importlib
+
+    from smart3d.cli import build_parser
+
+    valid = list(importlib.import_module(presets).PRESETS)
+    args = build_parser().parse_args(["train", what, "--preset", valid[-1]])
+    assert args.what == what and args.preset == valid[-1]
+    wrong = "fine32" if what == "model" else "XS"
+    assert wrong not in valid
+    with pytest.raises(SystemExit) as raised:
+        build_parser().parse_args(["train", what, "--preset", wrong])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert f"python -m smart3d train {what}: error: argument --preset: invalid choice: '{wrong}'" in err
+    assert all(f"'{name}'" in err for name in valid)
+
+
+def test_a_wrong_model_preset_exits_with_a_usage_error_not_a_traceback():
+    out = subprocess.run([sys.executable, "-m", "smart3d", "train", "model", "--preset", "fine32"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "invalid choice: 'fine32' (choose from 'tiny', 'XS', 'S', 'B', 'L', 'XL')" in out.stderr
+
+
+def test_trainers_keep_their_defaults():
+    """Each trainer's flags and defaults are those the single parser had (recorded commands rerun alike)."""
+    from smart3d.cli import build_parser
+
+    def parse(*argv):
+        return vars(build_parser().parse_args(["train", *argv]))
+
+    common = {"num_per_class": 1000, "batch_size": 16, "lr": None, "seed": 0, "device": None, "out": None}
+    resumable = {"minutes": None, "steps": 3000, "warmup": 100, "checkpoint": None, "save_every": 200}
+    assert parse("classifier").items() >= {**common, "epochs": 4}.items()
+    assert "steps" not in parse("classifier")
+    assert parse("tokenizer").items() >= {**common, **resumable, "preset": "base", "init": None}.items()
+    assert parse("decoder").items() >= {**common, **resumable, "preset": "fine16", "token_noise": 0.0,
+                                        "occupancy_loss": 0.0, "iou_loss": 0.0, "oversample": []}.items()
+    assert parse("model").items() >= {**common, **resumable, "preset": "XS", "attention": "linear", "levels": 2,
+                                      "local_conv": False, "precision": "auto", "compile": False, "init": None,
+                                      "ema": 0.999, "class_dropout": 0.1}.items()
+    assert parse("image").items() >= {**common, **resumable, "preset": "base", "views": 2, "ema": 0.999}.items()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "model", "--token-noise", "0.3"])     # a decoder flag
+
+
 def test_soft_iou_loss_is_one_minus_iou_and_weighs_small_shapes_up():
-    from smart3d.train import soft_iou_loss
+    from smart3d.train.decoder import soft_iou_loss
 
     big = torch.zeros(1, 8, 8, 8, dtype=torch.bool)
     big[:, 1:7, 1:7, 1:7] = True                                     # 216 voxels
@@ -138,7 +188,7 @@ def test_oversample_draws_a_class_that_many_times_as_often_and_rejects_bad_input
     import numpy as np
 
     from smart3d.classes import CLASSES as ALL
-    from smart3d.train import class_factor, draw_weights
+    from smart3d.train.decoder import class_factor, draw_weights
 
     assert class_factor("airplane=3") == ("airplane", 3.0)
     for bad in ("airplane", "spaceship=2", "airplane=0", "airplane=-1", "airplane=nan", "airplane=x"):
@@ -154,7 +204,7 @@ def test_oversample_draws_a_class_that_many_times_as_often_and_rejects_bad_input
 
 
 def test_token_noise_moves_only_surface_tokens_to_near_codes():
-    from smart3d.train import nearest_codes, perturb_tokens
+    from smart3d.train.decoder import nearest_codes, perturb_tokens
 
     g = torch.Generator().manual_seed(0)
     codebook = torch.randn(64, 8, generator=g)
@@ -267,7 +317,8 @@ def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
     """``train model --init``: each new fine code starts as its parent, weighted by its share of the data."""
     from smart3d.dataset import load_split
     from smart3d.model import MaskedTransformer, ModelConfig
-    from smart3d.train import carry_over, encode_split
+    from smart3d.train.loop import encode_split
+    from smart3d.train.model import carry_over
     from smart3d.tokenizer import Tokenizer, TokenizerConfig
     from smart3d.weights import load_pretrained
 
