@@ -230,10 +230,12 @@ def test_compiled_model_training_matches_eager(workdir):
     from safetensors.torch import load_file
 
     d, common = workdir
+    # fp32 on every CPU: under bf16 autocast (the default where AMX is) compiled and eager kernels
+    # round differently, which is not what this test is about
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         _run(["train", "model", "--preset", "tiny", "--steps", "3", "--tokenizer", str(d / "tokenizer"),
               "--checkpoint", str(d / f"{name}.pt"), "--out", str(d / name), "--lr", "1e-3", "--warmup", "1",
-              *extra, *common],
+              "--precision", "fp32", *extra, *common],
              d, timeout=400)
     eager, compiled = load_file(d / "eager.safetensors"), load_file(d / "compiled.safetensors")
     assert eager.keys() == compiled.keys()
