@@ -140,12 +140,14 @@ class Handlers:
         """Stream the decoding of a one-shape ``condition``: yields (viewer, seed, downloads, slider, run), one per step."""
         T = options.num_steps
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
-        for step in self.pipe.steps(condition, seed, options):
+        pending = None           # a step is sent when the next one exists: the last one goes out with the downloads
+        for step in self.pipe.steps(condition, seed, options):      # the decoding, then any repair rounds
             run.steps.append(step)
+            if pending is not None:
+                yield pending
             viewer = self._view(run, step.index, color_by, run.run_id)
-            if step.index < T:
-                first = step.index == 1
-                yield (viewer, seed, None if first else gr.skip(),
+            first = step.index == 1
+            pending = (viewer, seed, None if first else gr.skip(),
                        gr.Slider(minimum=1, maximum=T, value=1, step=1, interactive=False) if first else gr.skip(),
                        gr.skip())
         result = self.pipe.decode(run.steps[-1].tokens, seed, condition.labels, options.min_part)[0]
@@ -160,7 +162,8 @@ class Handlers:
             stem = f"{class_name or 'shape'}{suffix}_{seed}"
             run.files = write_downloads(result, self.files.new_run(session), stem, metadata)
             downloads = [str(p) for p in run.files.values()]
-        yield (viewer, seed, downloads, gr.Slider(minimum=1, maximum=T, value=T, step=1, interactive=True), run)
+        n = run.num_steps
+        yield (viewer, seed, downloads, gr.Slider(minimum=1, maximum=n, value=n, step=1, interactive=True), run)
 
     @user_errors
     def generate(self, class_name: str, seed: float, randomize_seed: bool, steps: float, temperature_start: float,

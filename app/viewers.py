@@ -81,9 +81,11 @@ CHART_LAYOUT = {
 }
 
 
-def caption(step: int, num_steps: int, known: int, length: int) -> str:
-    """``step k/T - n/L tokens`` (n: tokens known after step k, given ones included)."""
-    return f"step {step}/{num_steps} - {known}/{length} tokens"
+def caption(step: int, num_steps: int, known: int, length: int, repair_round: int = 0) -> str:
+    """``step k/T - n/L tokens`` (n: tokens known after step k, given ones included), and the repair
+    round a step belongs to (``smart3d.repair``; T then counts the steps up to the end of that round)."""
+    text = f"step {step}/{num_steps} - {known}/{length} tokens"
+    return text + (f" (repair round {repair_round}: loose pieces redrawn)" if repair_round else "")
 
 
 def _xyz(points: np.ndarray) -> dict:
@@ -159,7 +161,7 @@ def step_payload(steps: list[Step], k: int, empty: torch.Tensor, layout: TokenLa
                    empty.cpu().numpy(), k, T, color_by, "from image" if kind == "image" else "scan")
     scene["layout"] = dict(scene["layout"], meta={"key": f"{key}:{k}:{color_by}", "step": k})
     return {"key": f"{key}:{k}:{color_by}", "kind": kind, "step": k, "num_steps": T, "known": known, "length": L,
-            "caption": caption(k, T, known, L), "scene": scene, "chart": _chart(commits, entropies, T)}
+            "caption": caption(k, T, known, L, s.round), "scene": scene, "chart": _chart(commits, entropies, T)}
 
 
 def to_json(payload: dict) -> str:

@@ -28,6 +28,7 @@ from .classes import CLASSES
 from .dataset import check_class
 from .image import ImageCondition, ImageEncoder, ImageEncoderConfig, image_condition, prepare_image
 from .model import MaskedTransformer, ModelConfig
+from .repair import repair_steps
 from .sampler import SamplingOptions, Step, sample_steps
 from .tokenizer import Tokenizer, TokenizerConfig
 from .weights import WEIGHTS_DIR, best_device, load_pretrained
@@ -129,9 +130,15 @@ class Pipeline:
     # ---- decoding ---------------------------------------------------------------------------
 
     def steps(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> Iterator[Step]:
-        """Stream the decoding of a condition, one ``Step`` per decoding step (``smart3d.sampler.sample_steps``)."""
+        """Stream the decoding of a condition, one ``Step`` per decoding step (``smart3d.sampler.sample_steps``),
+        then those of its repair rounds (``smart3d.repair``)."""
         g = torch.Generator().manual_seed(int(seed))
-        return sample_steps(self.model, self.tokenizer, condition.labels, options, g, condition.tokens, condition.known)
+        last = None
+        for last in sample_steps(self.model, self.tokenizer, condition.labels, options, g, condition.tokens,
+                                 condition.known):
+            yield last
+        if options.repair_rounds:
+            yield from repair_steps(self.model, self.tokenizer, last, condition.labels, options, g, condition.known)
 
     def run(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> list[Result]:
         """Decode a condition to the end (no previews) and turn the final tokens into results."""

@@ -21,6 +21,8 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
 Every position is committed exactly once (the paper's Proposition 1): positions leave the mask
 when committed and are never revisited. In completion mode the visible tokens are given, never
 change, and the schedule runs over the missing ones only. Same generator state, same result.
+After the decoding, ``smart3d.repair`` may redraw the fine tokens of loose pieces (repair rounds,
+each a short decoding of this kind with the rest of the shape given).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "cfg_scale": ("--guidance", "classifier-free guidance scale reached when all tokens are revealed (1: none)"),
     "choice_noise": ("--choice-noise", "Gumbel noise on the commit scores, fading to 0"),
     "occupancy_first": ("--occupancy-first", "draw 'surface here or not' from the model's marginal, then the code"),
+    "repair_rounds": ("--repair-rounds", "after decoding, redraw every loose piece with the rest given, up to this many times (smart3d.repair)"),
+    "repair_steps": ("--repair-steps", "decoding steps of each repair round"),
     "min_part": ("--min-part", "final mesh: drop solid parts under this fraction of the largest (0: keep all)"),
 }
 
@@ -67,6 +71,8 @@ class SamplingOptions:
     cfg_scale: float = 2.0                        # guidance reached when all tokens are revealed (2 beat 5 on val: fewer parts)
     choice_noise: float = 1.0                     # Gumbel noise on commit scores (fades to 0)
     occupancy_first: bool = True                  # draw "surface here or not" first, then the code
+    repair_rounds: int = 8                        # redraw loose pieces with the rest given (smart3d.repair)
+    repair_steps: int = 4                         # decoding steps per repair round
     preview: bool = True                          # decode a field preview at every step
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
 
@@ -95,7 +101,8 @@ class SamplingOptions:
         return cls(**{**given, "temperature": tuple(given["temperature"]), **overrides}).check()
 
     def check(self) -> "SamplingOptions":
-        limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0)}
+        limits = {"num_steps": (1, 256), "top_k": (0, 100_000), "cfg_scale": (0.0, 20.0), "choice_noise": (0.0, 10.0),
+                  "repair_rounds": (0, 32), "repair_steps": (1, 64)}
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
             if not lo <= v <= hi:
@@ -132,6 +139,7 @@ class Step:
     cfg_scale: float             # guidance scale used at this step
     temperature: float           # token temperature used at this step
     preview: torch.Tensor | None  # (B, 32, 32, 32) occupancy probability of the current belief
+    round: int = 0               # 0: the decoding; r: repair round r (smart3d.repair)
 
 
 @torch.no_grad()
