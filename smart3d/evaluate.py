@@ -320,6 +320,7 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
         sel = np.flatnonzero(test.labels == label)[: args.num]
         pool = torch.from_numpy(train.points[train.labels == label])        # retrieval candidates
         res = {"completion": ([], []), "partial input": ([], []), "NN retrieval": ([], [])}
+        meshes = []
         for k in sel:
             n = torch.randn(3, generator=g)
             n = n / n.norm()
@@ -332,7 +333,9 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
             partial_2048 = partial[idx]                   # resampled to 2048 points for EMD
             tokens = pipe.tokenizer.encode_points(test.dense[k].astype(np.float32))[0].cpu()
             visible = plane_visible(n[None], torch.zeros(1), pipe.layout, whole=True)[0]
-            done = pipe.run(pipe.condition(c, 1, tokens, visible), args.seed + int(k), options)[0].points
+            result = pipe.run(pipe.condition(c, 1, tokens, visible), args.seed + int(k), options)[0]
+            done = result.points
+            meshes.append(result.mesh)
             # retrieval: the training shape whose surface best explains the partial points
             pp = torch.from_numpy(partial)[None].expand(len(pool), -1, -1)
             one_sided = torch.cdist(pp, pool).min(-1).values.pow(2).mean(-1)
@@ -345,13 +348,18 @@ def evaluate_completion(args: argparse.Namespace) -> dict:
         per_class[c] = {name: {"CD x1e3": 1e3 * float(np.mean(v[0])), "EMD x1e2": 1e2 * float(np.mean(v[1]))}
                         for name, v in res.items()}
         per_class[c]["num"] = int(len(sel))
-        rows.append([c, len(sel)] + [per_class[c][name][m] for name in res for m in ("CD x1e3", "EMD x1e2")])
+        per_class[c]["completion"].update(part_figures(meshes))
+        rows.append([c, len(sel)] + [per_class[c][name][m] for name in res for m in ("CD x1e3", "EMD x1e2")]
+                    + [per_class[c]["completion"][m] for m in ("parts", "one part %")])
     names = ["completion", "partial input", "NN retrieval"]
-    mean = {name: {m: float(np.mean([per_class[c][name][m] for c in args.classes])) for m in ("CD x1e3", "EMD x1e2")}
+    mean = {name: {m: float(np.mean([per_class[c][name][m] for c in args.classes]))
+                   for m in ("CD x1e3", "EMD x1e2") + (("parts", "one part %") if name == "completion" else ())}
             for name in names}
-    rows.append(["mean", ""] + [mean[name][m] for name in names for m in ("CD x1e3", "EMD x1e2")])
+    rows.append(["mean", ""] + [mean[name][m] for name in names for m in ("CD x1e3", "EMD x1e2")]
+                + [mean["completion"][m] for m in ("parts", "one part %")])
     print_table("completion of test shapes cut in half by a random plane (distances to the full shape)",
-                ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")], rows)
+                ["class", "n"] + [f"{name} {m}" for name in names for m in ("CD", "EMD")]
+                + ["completion parts", "one part %"], rows)
     return {**_header(args), "model": read_config(f"{_weights_dir(args)}/model").get("command"),
             "steps": options.num_steps, "options": options.record(), "seed": args.seed,
             "per_class": per_class, "mean": mean,
@@ -393,7 +401,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
         label = CLASSES.index(c)
         sel = np.flatnonzero(test.labels == label)[: args.num]
         figs = {"class_hits": 0, "coarse_hits": 0, "known": 0, "known_hits": 0,
-                "image": ([], []), "class only": ([], [])}
+                "image": ([], []), "class only": ([], []), "image meshes": []}
         for i in range(0, len(sel), args.batch_size):
             b = sel[i:i + args.batch_size]
             true = pipe.tokenizer.encode_points(test.dense[b].astype(np.float32)).cpu()
@@ -410,8 +418,10 @@ def evaluate_image(args: argparse.Namespace) -> dict:
             if not args.no_baseline:
                 runs["class only"] = pipe.condition(c, len(b))
             for name, condition in runs.items():
-                cds, ious = _shape_errors(pipe.run(condition, seed, options), test.points[b], test.occupancy[b],
-                                          stats[c])
+                results = pipe.run(condition, seed, options)
+                if name == "image":
+                    figs["image meshes"] += [r.mesh for r in results]
+                cds, ious = _shape_errors(results, test.points[b], test.occupancy[b], stats[c])
                 figs[name][0].extend(cds)
                 figs[name][1].extend(ious)
         n = len(sel)
@@ -422,6 +432,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
         for name in ("image", "class only"):
             m[f"{name} CD x1e3"] = float(np.mean(figs[name][0])) if figs[name][0] else float("nan")
             m[f"{name} IoU"] = float(np.mean(figs[name][1])) if figs[name][1] else float("nan")
+        m.update({f"image {k}": v for k, v in part_figures(figs["image meshes"]).items()})
         per_class[c] = m
         rows.append([c, n] + [m[k] for k in _IMAGE_COLUMNS])
         print(f"  {c}: done in {time.time() - t0:.0f} s", flush=True)
@@ -437,7 +448,7 @@ def evaluate_image(args: argparse.Namespace) -> dict:
 
 
 _IMAGE_COLUMNS = ("class accuracy %", "coarse accuracy %", "coarse given per shape", "given coarse accuracy %",
-                  "image CD x1e3", "class only CD x1e3", "image IoU", "class only IoU")
+                  "image CD x1e3", "class only CD x1e3", "image IoU", "class only IoU", "image parts", "image one part %")
 
 
 def run(args: argparse.Namespace) -> dict:

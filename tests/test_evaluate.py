@@ -84,4 +84,17 @@ def test_image_task_compares_image_and_class_only_generation(setup):
             assert m[k] > 0
         for k in ("image IoU", "class only IoU"):
             assert 0 <= m[k] <= 1
+        assert m["image parts"] == 1.0 and m["image one part %"] == 100.0   # the tiny decoder: a solid cube
     assert set(r["mean"]) >= {"image CD x1e3", "class only CD x1e3", "class accuracy %"}
+
+
+def test_completion_reports_distances_and_parts(setup):
+    root, weights = setup
+    r = _evaluate(root, weights, "--task", "completion", "--steps", "2")
+    for c in ("mug", "bottle"):
+        m = r["per_class"][c]
+        assert m["num"] == 2
+        for name in ("completion", "partial input", "NN retrieval"):
+            assert m[name]["CD x1e3"] > 0 and m[name]["EMD x1e2"] > 0
+        assert m["completion"]["parts"] == 1.0 and m["completion"]["one part %"] == 100.0   # a solid cube
+    assert set(r["mean"]["completion"]) == {"CD x1e3", "EMD x1e2", "parts", "one part %"}
