@@ -226,7 +226,8 @@ def bench_sampling_profile(args: argparse.Namespace) -> dict:
     for r in range(args.repeats):                                        # interleaved: before, after, before, ...
         for v, pkg in versions.items():
             runs[v].append(_profile_once(pkg, pipes[v], args.steps, seed=1 + r))
-            print(f"  profile {r + 1}/{args.repeats} {v}: {sum(c for c, _ in runs[v][-1].values()):.2f} CPU s", flush=True)
+            print(f"  profile {r + 1}/{args.repeats} {v}: transformer "
+                  f"{1e3 * runs[v][-1][STEP_STAGES[0]][0]:.0f} CPU ms a step", flush=True)
     stages = STEP_STAGES + FINAL_STAGES
     table = {v: {k: {"cpu": statistics.median(run[k][0] for run in runs[v]),
                      "wall": statistics.median(run[k][1] for run in runs[v])} for k in stages} for v in versions}
