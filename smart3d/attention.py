@@ -109,10 +109,16 @@ def spatial_kernel_matrix(gamma: torch.Tensor, lattices: list[int], prefix: int 
     return K
 
 
-def materialized_spatial_linear_attention(q, k, v, gamma, lattices, prefix: int = 0, eps: float = 1e-6):
-    """The same attention through explicit (B, H, L, L) weights: the O(L^2) reference."""
-    w = torch.einsum("bhid,bhjd->bhij", feature_map(q), feature_map(k)) * spatial_kernel_matrix(gamma, lattices, prefix)
-    return (w @ v) / (w.sum(-1, keepdim=True) + eps)
+def materialized_spatial_linear_attention(q, k, v, gamma, lattices, prefix: int = 0, eps: float = 1e-6,
+                                         kernel: torch.Tensor | None = None):
+    """The same attention through explicit (B, H, L, L) weights: the O(L^2) reference.
+
+    ``kernel``: ``spatial_kernel_matrix(gamma, lattices, prefix)`` when the caller keeps it."""
+    K = spatial_kernel_matrix(gamma, lattices, prefix) if kernel is None else kernel
+    w = (feature_map(q) @ feature_map(k).transpose(-1, -2)) * K          # (B, H, L, L)
+    d = v.shape[-1]
+    out = w @ torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)        # (B, H, L, d+1): last column -> sum_j w_ij
+    return out[..., :d] / (out[..., d:] + eps)
 
 
 def softmax_spatial_attention(q, k, v, gamma, lattices, prefix: int = 0):
@@ -147,20 +153,33 @@ class SpatialAttention(nn.Module):
         # heads start at different spatial scales (geometric spread of gamma); softplus keeps gamma > 0
         g = torch.exp(torch.linspace(math.log(gamma_init[0]), math.log(gamma_init[1]), heads))
         self.gamma_raw = nn.Parameter(torch.log(torch.expm1(g)))
+        self._kernel: tuple[tuple, torch.Tensor] | None = None       # (key, spatial kernel), see ``kernel``
 
     @property
     def gamma(self) -> torch.Tensor:
         return F.softplus(self.gamma_raw)
 
+    def kernel(self, dtype: torch.dtype, lattices: list[int], prefix: int) -> torch.Tensor:
+        """``spatial_kernel_matrix`` of this layer's gamma: (H, L, L). Kept between calls while gradients
+        are off (sampling asks for it every step with the same gamma; recomputing it took a third of
+        the layer's attention time); recomputed when gamma changes (its version counter moves)."""
+        if torch.is_grad_enabled():
+            return spatial_kernel_matrix(self.gamma.to(dtype), lattices, prefix)
+        key = (self.gamma_raw.data_ptr(), self.gamma_raw._version, dtype, tuple(lattices), prefix)
+        if self._kernel is None or self._kernel[0] != key:
+            self._kernel = key, spatial_kernel_matrix(self.gamma.to(dtype), lattices, prefix)
+        return self._kernel[1]
+
     def forward(self, x: torch.Tensor, lattices: list[int], prefix: int = 0) -> torch.Tensor:
         B, L, D = x.shape
         H = self.heads
         q, k, v = self.qkv(x).view(B, L, 3, H, D // H).permute(2, 0, 3, 1, 4)   # 3 x (B, H, L, d)
+        gamma = self.gamma.to(q.dtype)
         if self.kind == "softmax":
-            fn = softmax_spatial_attention
+            out = softmax_spatial_attention(q, k, v, gamma, lattices, prefix)             # (B, H, L, d)
         elif self.impl == "lattice" or (self.impl == "auto" and L > DENSE_MAX_TOKENS):
-            fn = spatial_linear_attention
+            out = spatial_linear_attention(q, k, v, gamma, lattices, prefix)
         else:                                    # same weights, materialised: faster for short sequences
-            fn = materialized_spatial_linear_attention
-        out = fn(q, k, v, self.gamma.to(q.dtype), lattices, prefix)              # (B, H, L, d)
+            out = materialized_spatial_linear_attention(q, k, v, gamma, lattices, prefix,
+                                                        kernel=self.kernel(q.dtype, lattices, prefix))
         return self.proj(out.transpose(1, 2).reshape(B, L, D))

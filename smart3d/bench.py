@@ -6,6 +6,11 @@
   are measured in one run on one machine and reported with the ratio to the smallest L.
 - ``sampling``: seconds for one shape at 25 steps (tokens to mesh) and shapes per second at batch
   16, with the shipped weights (preset named in the output).
+- ``sampling-profile``: where the time of decoding one shape goes (transformer, token draws, the rest
+  of a step, the per-step preview, field decode, marching cubes, point sampling) for this tree and
+  for a git revision (``--baseline``) loaded side by side, runs interleaved, plus CPU seconds per
+  shape at batch 1 and at ``--batch-size``. The measure is the process's CPU seconds (robust to a
+  shared machine at one thread); wall seconds and the load average are recorded too.
 - ``train-step``: seconds per training step of a model preset (forward, masked cross-entropy,
   backward, AdamW) eagerly and through ``torch.compile`` (``train model --compile``), in one run.
 """
@@ -13,8 +18,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import io
 import json
+import os
 import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["attention", "sampling", "train-step"])
+    p.add_argument("what", choices=["attention", "sampling", "sampling-profile", "train-step"])
     p.add_argument("--preset", default="XS", help="model preset (train-step)")
     p.add_argument("--sides", type=int, nargs="+", default=[4, 6, 8, 10, 12, 16], help="lattice sides (attention)")
     p.add_argument("--dim", type=int, default=128, help="attention width")
@@ -34,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--weights", default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--baseline", default="d93b648", help="git revision to compare with (sampling-profile)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (sampling-profile)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<what>.json)")
 
 
@@ -104,6 +120,161 @@ def bench_sampling(args: argparse.Namespace) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------------------------
+# sampling-profile
+# --------------------------------------------------------------------------------------------
+
+def _package_at(revision: str):
+    """The ``smart3d`` package as of a git revision, imported as ``smart3d_<revision>`` (its relative
+    imports keep it self-contained), so two versions run side by side in one process."""
+    name = f"smart3d_{revision}"
+    if name not in sys.modules:
+        root = Path(__file__).resolve().parent.parent
+        tar = subprocess.run(["git", "-C", str(root), "archive", revision, "smart3d"], check=True,
+                             capture_output=True).stdout
+        tmp = Path(tempfile.mkdtemp(prefix="smart3d_bench_"))
+        tarfile.open(fileobj=io.BytesIO(tar)).extractall(tmp, filter="data")
+        (tmp / "smart3d").rename(tmp / name)
+        sys.path.insert(0, str(tmp))
+    importlib.import_module(f"{name}.pipeline")                         # and the sampler, geometry, ... it imports
+    return sys.modules[name]
+
+
+class _Clock:
+    """CPU and wall seconds per stage; ``wrap`` times every call of a function under a stage name."""
+
+    def __init__(self):
+        self.cpu: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+
+    def add(self, stage: str, cpu: float, wall: float) -> None:
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
+        self.wall[stage] = self.wall.get(stage, 0.0) + wall
+
+    def wrap(self, fn, stage):
+        def timed(*a, **k):
+            c0, w0 = time.process_time(), time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.add(stage() if callable(stage) else stage, time.process_time() - c0, time.perf_counter() - w0)
+        return timed
+
+
+@contextlib.contextmanager
+def _patched(targets: list[tuple[object, str, object]]):
+    """Temporarily ``setattr(obj, name, value)`` for each target."""
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in targets]
+    try:
+        for obj, name, value in targets:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
+STEP_STAGES = ["transformer (cond + uncond)", "token draw (softmax, sampling)", "spatial prior",
+               "rest of the step (log-softmax, entropy, ranking, commit)", "preview decode"]
+FINAL_STAGES = ["field decode", "small parts", "marching cubes", "point sampling"]
+
+
+def _profile_once(pkg, pipe, steps: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Decode one chair with per-step previews: (CPU, wall) seconds per stage, per step for the step stages."""
+    S, G = pkg.sampler, pkg.geometry
+    clock, phase = _Clock(), ["preview decode"]
+    targets = [(S, "_guided_logits", clock.wrap(S._guided_logits, STEP_STAGES[0])),
+               (S, "_draw", clock.wrap(S._draw, STEP_STAGES[1])),
+               (S, "_spatial_prior", clock.wrap(S._spatial_prior, STEP_STAGES[2])),
+               (pipe.tokenizer, "decode", clock.wrap(pipe.tokenizer.decode, lambda: phase[0])),
+               (G, "drop_small_parts", clock.wrap(G.drop_small_parts, FINAL_STAGES[1])),
+               (G, "mesh_from_field", clock.wrap(G.mesh_from_field, FINAL_STAGES[2])),
+               (G, "sample_surface", clock.wrap(G.sample_surface, FINAL_STAGES[3]))]
+    with _patched(targets):
+        c0, w0 = time.process_time(), time.perf_counter()
+        for last in pipe.steps(pipe.condition("chair", 1), seed, pkg.sampler.SamplingOptions(num_steps=steps, preview=True)):
+            pass
+        step_cpu, step_wall = time.process_time() - c0, time.perf_counter() - w0
+        phase[0] = FINAL_STAGES[0]
+        pipe.decode(last.tokens, seed, torch.tensor([pipe.label_of("chair")]))
+    timed = [k for k in STEP_STAGES if k != STEP_STAGES[3]]
+    clock.add(STEP_STAGES[3], step_cpu - sum(clock.cpu.get(k, 0.0) for k in timed),
+              step_wall - sum(clock.wall.get(k, 0.0) for k in timed))
+    return {k: (clock.cpu.get(k, 0.0) / (steps if k in STEP_STAGES else 1),
+                clock.wall.get(k, 0.0) / (steps if k in STEP_STAGES else 1)) for k in STEP_STAGES + FINAL_STAGES}
+
+
+def _seconds(fn) -> tuple[float, float]:
+    """(CPU, wall) seconds of ``fn()``."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - c0, time.perf_counter() - w0
+
+
+def bench_sampling_profile(args: argparse.Namespace) -> dict:
+    from . import pipeline  # noqa: F401  (versions["after"].pipeline)
+    from . import weights as W
+
+    torch.set_num_threads(args.threads)
+    weights = Path(args.weights or W.WEIGHTS_DIR)
+    versions = {"before": _package_at(args.baseline), "after": sys.modules[__package__]}
+    pipes = {v: pkg.pipeline.load_pipeline(weights, "cpu") for v, pkg in versions.items()}
+    load_start = os.getloadavg()
+    for v, pkg in versions.items():                                      # warm-up
+        pipes[v].generate("chair", 1, seed=0, options=pkg.sampler.SamplingOptions(num_steps=2))
+    runs = {v: [] for v in versions}
+    for r in range(args.repeats):                                        # interleaved: before, after, before, ...
+        for v, pkg in versions.items():
+            runs[v].append(_profile_once(pkg, pipes[v], args.steps, seed=1 + r))
+            print(f"  profile {r + 1}/{args.repeats} {v}: transformer "
+                  f"{1e3 * runs[v][-1][STEP_STAGES[0]][0]:.0f} CPU ms a step", flush=True)
+    stages = STEP_STAGES + FINAL_STAGES
+    table = {v: {k: {"cpu": statistics.median(run[k][0] for run in runs[v]),
+                     "wall": statistics.median(run[k][1] for run in runs[v])} for k in stages} for v in versions}
+    # tokens to mesh as ``Pipeline.generate`` runs it (no previews), at batch 1 and at --batch-size
+    shapes = {}
+    for B in (1, args.batch_size):
+        for v, pkg in versions.items():
+            opts = pkg.sampler.SamplingOptions(num_steps=args.steps)
+            cpu, wall = _seconds(lambda: pipes[v].generate("chair", B, seed=100, options=opts))
+            shapes[f"{v}, batch {B}"] = {"cpu_s_per_shape": cpu / B, "wall_s_per_shape": wall / B}
+            print(f"  generate {v} batch {B}: {cpu / B:.2f} CPU s a shape", flush=True)
+    summary = {}
+    for v in versions:
+        t, step = table[v], sum(table[v][k]["cpu"] for k in STEP_STAGES if k != "preview decode")
+        final = sum(t[k]["cpu"] for k in FINAL_STAGES)
+        summary[v] = {"cpu_s_per_step_without_preview": step, "cpu_s_preview_per_step": t["preview decode"]["cpu"],
+                      "cpu_s_final_mesh": final, "cpu_s_tokens_to_mesh": args.steps * step + final,
+                      "batch_gain_per_shape": shapes[f"{v}, batch 1"]["cpu_s_per_shape"]
+                      / shapes[f"{v}, batch {args.batch_size}"]["cpu_s_per_shape"]}
+    ratios = {k: table["before"][k]["cpu"] / max(table["after"][k]["cpu"], 1e-9) for k in stages}
+    ratios["tokens to mesh"] = summary["before"]["cpu_s_tokens_to_mesh"] / summary["after"]["cpu_s_tokens_to_mesh"]
+    config = W.read_config(weights / "model")
+    command = (f"python -m smart3d bench sampling-profile --baseline {args.baseline} --steps {args.steps} "
+               f"--repeats {args.repeats} --batch-size {args.batch_size} --threads {args.threads}")
+    result = {"benchmark": "sampling-profile", **_machine(), "command": command, "preset": config.get("preset"),
+              "local_conv": config["config"].get("local_conv"), "amx": W.cpu_has_amx(), "steps": args.steps,
+              "repeats": args.repeats, "baseline": args.baseline, "load_average_start": list(load_start),
+              "load_average_end": list(os.getloadavg()),
+              "measure": "process CPU seconds, median of interleaved repeats (wall seconds alongside)",
+              "stages": table, "summary": summary, "before_over_after": ratios, "generate": shapes}
+    lines = [f"# Decoding one chair: where the time goes ({config.get('preset')}, {args.steps} steps, "
+             f"{args.threads} thread(s))", "", f"`{command}`: CPU seconds of the process, median of {args.repeats} "
+             f"interleaved runs of `{args.baseline}` (before) and this tree (after); load average "
+             f"{load_start[0]:.1f} at the start.", "",
+             "| stage | before (CPU ms) | after (CPU ms) | before / after |", "|---|---:|---:|---:|"]
+    for k in stages:
+        lines.append(f"| {k}{' (a step)' if k in STEP_STAGES else ''} | {1e3 * table['before'][k]['cpu']:.1f} | "
+                     f"{1e3 * table['after'][k]['cpu']:.1f} | {ratios[k]:.2f} |")
+    lines.append(f"| **tokens to mesh** (steps without preview + final) | {1e3 * summary['before']['cpu_s_tokens_to_mesh']:.0f}"
+                 f" | {1e3 * summary['after']['cpu_s_tokens_to_mesh']:.0f} | {ratios['tokens to mesh']:.2f} |")
+    lines += ["", "| `Pipeline.generate` (tokens to mesh) | CPU s a shape | wall s a shape |", "|---|---:|---:|"]
+    lines += [f"| {k} | {x['cpu_s_per_shape']:.2f} | {x['wall_s_per_shape']:.2f} |" for k, x in shapes.items()]
+    result["markdown"] = "\n".join(lines) + "\n"
+    print(result["markdown"])
+    return result
+
+
 def bench_train_step(args: argparse.Namespace) -> dict:
     from .masking import training_mask
     from .model import PRESETS, MaskedTransformer
@@ -145,8 +316,12 @@ def bench_train_step(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> None:
-    result = {"attention": bench_attention, "sampling": bench_sampling, "train-step": bench_train_step}[args.what](args)
+    result = {"attention": bench_attention, "sampling": bench_sampling, "sampling-profile": bench_sampling_profile,
+              "train-step": bench_train_step}[args.what](args)
     out = Path(args.out or RESULTS / f"{args.what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    markdown = result.pop("markdown", None)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    if markdown:
+        out.with_suffix(".md").write_text(markdown)
+    print(f"wrote {out}" + (f" and {out.with_suffix('.md')}" if markdown else ""))

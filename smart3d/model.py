@@ -156,9 +156,12 @@ class MaskedTransformer(nn.Module):
         return ([slice(0, n)] if n else []) + [slice(n, self.layout.length)]
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                cond: torch.Tensor | None = None) -> list[torch.Tensor]:
+                cond: torch.Tensor | None = None, at: torch.Tensor | None = None) -> list[torch.Tensor]:
         """tokens (B, L) int64, mask (B, L) bool (True = masked), labels (B,) int64 (null allowed),
-        cond (B, T, cond_dim) or None -> logits per level [(B, L_level, V_level), ...]."""
+        cond (B, T, cond_dim) or None -> logits per level [(B, L_level, V_level), ...].
+
+        ``at`` (B, L) bool: only the logits at these positions, [(N_level, V_level), ...] in row-major
+        order (the sampler needs them at masked positions only; the output heads are a large matmul)."""
         B, L = tokens.shape
         assert L == self.layout.length, f"sequence of {L} tokens, model expects {self.layout.length}"
         parts = []
@@ -175,5 +178,7 @@ class MaskedTransformer(nn.Module):
         lattices = self.layout.lattices()
         for block in self.blocks:
             x = block(x, lattices, prefix)
-        x = self.norm(x[:, prefix:])
-        return [head(x[:, sl]) for sl, head in zip(self.level_slices(), self.heads)]
+        x = x[:, prefix:]
+        if at is None:
+            return [head(self.norm(x[:, sl])) for sl, head in zip(self.level_slices(), self.heads)]
+        return [head(self.norm(x[:, sl][at[:, sl]])) for sl, head in zip(self.level_slices(), self.heads)]

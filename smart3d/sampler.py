@@ -38,6 +38,7 @@ from . import geometry as G
 from .masking import SCHEDULES, masked_counts
 from .model import MaskedTransformer
 from .tokenizer import Tokenizer
+from .weights import use_bf16
 
 Policy = Literal["spatial", "confidence", "random", "raster"]
 POLICIES: tuple[str, ...] = ("spatial", "confidence", "random", "raster")
@@ -55,7 +56,9 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "repair_rounds": ("--repair-rounds", "after decoding, redraw every loose piece with the rest given, up to this many times (smart3d.repair)"),
     "repair_steps": ("--repair-steps", "decoding steps of each repair round"),
     "min_part": ("--min-part", "final mesh: drop solid parts under this fraction of the largest (0: keep all)"),
+    "precision": ("--precision", "transformer arithmetic: bf16 autocast, fp32, or auto (bf16 on CUDA and on CPUs with AMX)"),
 }
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,9 @@ class SamplingOptions:
     occupancy_first: bool = True                  # draw "surface here or not" first, then the code
     repair_rounds: int = 8                        # redraw loose pieces with the rest given (smart3d.repair)
     repair_steps: int = 4                         # decoding steps per repair round
-    preview: bool = True                          # decode a field preview at every step
+    preview: bool = False                         # decode a field preview at every step (for displays that draw it)
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
+    precision: str = "auto"                       # transformer under bf16 autocast where fast (the weights were trained so)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -116,6 +120,8 @@ class SamplingOptions:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; valid policies: {', '.join(POLICIES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; valid precisions: {', '.join(PRECISIONS)}")
         return self
 
     def record(self) -> dict:
@@ -156,11 +162,18 @@ def _filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
+def _categorical(probs: torch.Tensor, generator) -> torch.Tensor:
+    """One draw per row of ``probs`` (..., V) -> (...) int64, by inverse CDF: one uniform per row,
+    where ``torch.multinomial`` draws V exponentials per row (most of a step's time with 4096 codes)."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator).to(cdf.device) * cdf[..., -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
+
+
 def _sample_token(logits: torch.Tensor, top_k: int, temp: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k, tempered draw of one code per position: codes (B, l) and their probabilities (B, l)."""
+    """Top-k, tempered draw of one code per position: logits (..., V) -> codes (...) and their probabilities (...)."""
     probs = (_filter_top_k(logits, top_k) / temp).softmax(-1)
-    pick = torch.multinomial(probs.view(-1, probs.shape[-1]).cpu(), 1, generator=generator)
-    pick = pick.view(probs.shape[:-1]).to(logits.device)
+    pick = _categorical(probs, generator)
     return pick, probs.gather(-1, pick[..., None]).squeeze(-1)
 
 
@@ -172,14 +185,14 @@ def _sample_occupancy_first(logits: torch.Tensor, logp: torch.Tensor, empty: tor
     mass, so a tempered top-k draw over all codes picks it far more often than the model believes
     it (under-trained models then decode near-empty shapes). Here the binary choice keeps the
     model's marginal; top-k and temperature shape only the choice among surface codes.
-    Returns codes (B, l) and the model's probability of the drawn outcome (surface or not) as confidence.
+    logits, logp (..., V); empty (...) the empty code of each position. Returns codes (...) and the
+    model's probability of the drawn outcome (surface or not) as confidence.
     """
-    log_empty = logp.gather(-1, empty.expand(logp.shape[:-1])[..., None]).squeeze(-1)
-    p_empty = log_empty.exp()
+    empty = empty.expand(logp.shape[:-1])[..., None]
+    p_empty = logp.gather(-1, empty).squeeze(-1).exp()
     surface = torch.rand(p_empty.shape, generator=generator).to(logits.device) >= p_empty
-    codes, _ = _sample_token(logits.scatter(-1, empty.expand(logp.shape[:-1])[..., None], float("-inf")),
-                             top_k, temp, generator)
-    pick = torch.where(surface, codes, empty.expand_as(codes))
+    codes, _ = _sample_token(logits.scatter(-1, empty, float("-inf")), top_k, temp, generator)
+    pick = torch.where(surface, codes, empty.squeeze(-1))
     return pick, torch.where(surface, 1.0 - p_empty, p_empty)
 
 
@@ -214,14 +227,36 @@ def _spatial_prior(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.T
 
 
 def _guided_logits(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                   null: torch.Tensor, cond: torch.Tensor | None, scale: float) -> list[torch.Tensor]:
-    """Per-level logits at every position, ``uncond + scale (cond - uncond)``."""
+                   null: torch.Tensor, cond: torch.Tensor | None, scale: float, bf16: bool) -> list[torch.Tensor]:
+    """Per-level logits ``uncond + scale (cond - uncond)`` at the masked positions: [(N_level, V_level)
+    float32, ...] in row-major order (both passes in one batch)."""
     inp = tokens.clamp(min=0)
-    if scale == 1.0:
-        return model(inp, mask, labels, cond)
-    c_cond = None if cond is None else torch.cat([cond, torch.zeros_like(cond)])
-    both = model(inp.repeat(2, 1), mask.repeat(2, 1), torch.cat([labels, null]), c_cond)
-    return [lu + scale * (lc - lu) for lc, lu in (x.chunk(2) for x in both)]
+    with torch.autocast(inp.device.type, dtype=torch.bfloat16, enabled=bf16):
+        if scale == 1.0:
+            return [x.float() for x in model(inp, mask, labels, cond, at=mask)]
+        c_cond = None if cond is None else torch.cat([cond, torch.zeros_like(cond)])
+        both = model(inp.repeat(2, 1), mask.repeat(2, 1), torch.cat([labels, null]), c_cond, at=mask.repeat(2, 1))
+    return [lu + scale * (lc - lu) for lc, lu in (x.float().chunk(2) for x in both)]
+
+
+def _draw_masked(logits: list[torch.Tensor], mask: torch.Tensor, slices: list[slice], empty: torch.Tensor,
+                 options: SamplingOptions, temp: float, generator) -> tuple[torch.Tensor, ...]:
+    """Draw a token at every masked position from per-level logits at those positions (``_guided_logits``).
+
+    Returns, as (B, L) tensors valid where ``mask``: the drawn codes, their confidences, the predictive
+    entropy (nats) and the most likely codes."""
+    B, L = mask.shape
+    sampled = torch.zeros(B, L, dtype=torch.long, device=mask.device)
+    best = torch.zeros_like(sampled)
+    conf = torch.zeros(B, L, device=mask.device)
+    ent = torch.zeros(B, L, device=mask.device)
+    for sl, lg in zip(slices, logits):
+        at = mask[:, sl]                                                  # (B, l); lg: (at.sum(), V)
+        logp = lg.log_softmax(-1)
+        ent[:, sl][at] = -(logp.exp() * logp).sum(-1)
+        best[:, sl][at] = lg.argmax(-1)
+        sampled[:, sl][at], conf[:, sl][at] = _draw(lg, logp, empty[sl].expand(B, -1)[at], options, temp, generator)
+    return sampled, conf, ent, best
 
 
 @torch.no_grad()
@@ -256,23 +291,15 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
                              device=device)                              # (B, T)
     null = torch.full_like(labels, model.null_class)
     slices = model.level_slices()
+    bf16 = use_bf16(options.precision, device)
     try:
         for s in range(1, T + 1):
             revealed = 1.0 - mask.float().mean().item()
             scale = 1.0 + (options.cfg_scale - 1.0) * revealed               # MAR: guidance grows with progress
             u = (s - 1) / max(1, T - 1)
             temp = options.temperature[0] + (options.temperature[1] - options.temperature[0]) * u
-            logits = _guided_logits(model, tokens, mask, labels, null, cond, scale)
-            sampled = torch.empty_like(tokens)
-            conf = torch.empty(B, L, device=device)
-            ent = torch.zeros(B, L, device=device)
-            best = torch.empty_like(tokens)
-            for sl, lg in zip(slices, logits):
-                lg = lg.float()
-                logp = lg.log_softmax(-1)
-                ent[:, sl] = -(logp.exp() * logp).sum(-1)
-                best[:, sl] = lg.argmax(-1)
-                sampled[:, sl], conf[:, sl] = _draw(lg, logp, empty[sl], options, temp, generator)
+            logits = _guided_logits(model, tokens, mask, labels, null, cond, scale, bf16)
+            sampled, conf, ent, best = _draw_masked(logits, mask, slices, empty, options, temp, generator)
             entropy = (ent * mask).sum(1) / mask.sum(1).clamp(min=1)
             # which masked positions to commit now
             if options.policy == "random":

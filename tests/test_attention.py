@@ -86,3 +86,15 @@ def test_lattice_conv_sees_only_lattice_neighbours_and_starts_as_identity_block(
     labels = torch.tensor([0, 3])
     for a, b in zip(base(tokens, mask, labels), local(tokens, mask, labels)):
         torch.testing.assert_close(a, b)
+
+
+def test_kept_kernel_follows_gamma_and_matches_a_fresh_one():
+    torch.manual_seed(0)
+    m = SpatialAttention(16, 2).double().eval()
+    x = torch.randn(2, 72, 16, dtype=torch.float64)
+    with torch.no_grad():
+        before = m(x, [2, 4])
+        m.gamma_raw.add_(1.0)                                  # as an optimiser step or a weight load would
+        after = m(x, [2, 4])
+    fresh = m(x, [2, 4])                                       # gradients on: computed anew
+    assert torch.allclose(after, fresh, atol=1e-12) and not torch.allclose(before, after)

@@ -38,7 +38,7 @@ def shipped():
 
 def _pieces_chair(pipe):
     """A shipped-weights chair that decodes in several pieces (the first such seed)."""
-    options = SamplingOptions(num_steps=12, preview=False)
+    options = SamplingOptions(num_steps=12, repair_rounds=0)
     for seed in range(20):
         steps = list(pipe.steps(pipe.condition("chair"), seed, options))
         if G.mesh_parts(pipe.decode(steps[-1].tokens)[0].mesh) > 1:

@@ -5,8 +5,8 @@ import torch
 
 from smart3d.masking import SCHEDULES, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
-from smart3d.sampler import (POLICIES, SamplingOptions, _sample_occupancy_first, _sample_token, empty_tokens, sample,
-                             sample_steps)
+from smart3d.sampler import (POLICIES, SamplingOptions, _categorical, _sample_occupancy_first, _sample_token,
+                             empty_tokens, sample, sample_steps)
 from smart3d.tokenizer import PRESETS, Tokenizer
 
 
@@ -37,6 +37,32 @@ def test_every_position_committed_exactly_once(nets, policy, schedule):
     assert [int(s.mask[0].sum()) for s in steps] == masked_counts(576, 6, schedule)
 
 
+def test_bf16_sampling_commits_every_position_once(nets):
+    steps = _run(nets, opts={"precision": "bf16", "preview": False})
+    assert torch.all(torch.stack([s.committed for s in steps]).sum(0) == 1)
+    assert steps[-1].tokens.min() >= 0
+
+
+def test_logits_at_masked_positions_equal_the_full_logits(nets):
+    model, _ = nets
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 32, (2, 576), generator=g)
+    mask = torch.rand(2, 576, generator=g) < 0.3
+    labels = torch.tensor([1, 2])
+    full = model(tokens, mask, labels)
+    at = model(tokens, mask, labels, at=mask)
+    for sl, f, a in zip(model.level_slices(), full, at):
+        assert torch.allclose(f[mask[:, sl]], a, atol=1e-6)
+
+
+def test_categorical_draws_follow_the_probabilities():
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0]).expand(50_000, 5)
+    pick = _categorical(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(pick, minlength=5).float() / len(pick)
+    assert freq[1] == 0 and freq[4] == 0                       # zero-probability codes are never drawn
+    assert torch.allclose(freq, probs[0], atol=0.01)
+
+
 def test_same_generator_same_result_and_different_seed_differs(nets):
     a, b, c = (_run(nets, seed=s, opts={"preview": False}) for s in (1, 1, 2))
     assert torch.equal(a[-1].tokens, b[-1].tokens)
@@ -58,7 +84,7 @@ def test_completion_never_changes_visible_tokens(nets):
 
 
 def test_steps_record_entropy_confidence_and_preview(nets):
-    steps = _run(nets)
+    steps = _run(nets, opts={"preview": True})
     for s in steps:
         assert s.entropy.shape == (2,) and torch.all(s.entropy >= 0)
         assert s.preview.shape == (2, 32, 32, 32)

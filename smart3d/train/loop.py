@@ -54,20 +54,6 @@ def add_common_arguments(p: argparse.ArgumentParser, *, lr: float, out: str, che
 # Distribution, schedule, checkpoints
 # --------------------------------------------------------------------------------------------
 
-def cpu_has_amx() -> bool:
-    """Intel AMX (bf16 tile matmuls) on this CPU: there bf16 autocast makes training several times faster."""
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    if precision == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and cpu_has_amx())
-    return precision == "bf16"
-
-
 def setup_distributed(device: str | torch.device | None) -> tuple[int, int, torch.device]:
     """Join the torchrun process group if launched by torchrun; returns (rank, world, device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..weights import WEIGHTS_DIR, matching_state, read_config, save_pretrained
-from .loop import (add_common_arguments, cached_tokens, check_replicas, command_line, cosine_lr, cpu_has_amx,
-                   encode_dense, end_of_step, log_progress, resume, setup_distributed, update_ema, use_bf16)
+from ..weights import WEIGHTS_DIR, cpu_has_amx, matching_state, read_config, save_pretrained, use_bf16
+from .loop import (add_common_arguments, cached_tokens, check_replicas, command_line, cosine_lr, encode_dense,
+                   end_of_step, log_progress, resume, setup_distributed, update_ema)
 
 LR = 1e-4                                                        # peak learning rate unless --lr
 
