@@ -40,11 +40,12 @@ def main():
         res = pipe.run(pipe.condition(a.cls, a.num), a.seed, options)
         seconds = (time.time() - t0) / a.num
         parts = np.array([G.mesh_parts(r.mesh) for r in res])
-        rows.append({"rounds": rounds, "steps": steps, "parts": float(parts.mean()),
+        voxels = np.array([int((r.field > 0.5).sum()) for r in res])       # solid volume: kept or cut away?
+        rows.append({"rounds": rounds, "steps": steps, "parts": float(parts.mean()), "solid voxels": float(voxels.mean()),
                      "one part %": 100.0 * float((parts == 1).mean()), "seconds per shape": seconds,
-                     "parts_per_shape": parts.tolist()})
+                     "parts_per_shape": parts.tolist(), "voxels_per_shape": voxels.tolist()})
         meshes[setting] = [r.mesh for r in res]
-        print({k: v for k, v in rows[-1].items() if k != "parts_per_shape"}, flush=True)
+        print({k: v for k, v in rows[-1].items() if not k.endswith("_per_shape")}, flush=True)
     if a.sheet:
         from smart3d.render import save_mesh_sheet
 
