@@ -224,10 +224,10 @@ def main(args: argparse.Namespace) -> None:
             print(f"{loader:<18} inputs {counts['inputs']:>6}  ok {counts['ok']:>6}  ValueError "
                   f"{counts['value_error']:>6}  crash {counts['crash']:>3}  hang {counts['hang']:>3}  "
                   f"slowest {counts['slowest_input_s']:.2f} s  ({counts['seconds']:.0f} s)", flush=True)
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+            result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            out = Path(args.out)                               # written after each loader: a long run can stop
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"peak RSS {result['peak_rss_mb']} MB; wrote {out}")
 
 
