@@ -10,17 +10,27 @@
 iterate ``Pipeline.steps`` on it and yield exactly one output per decoding step (the last one also
 carries the downloads and the recorded ``Run``). The recorded ``Step`` records live in a ``gr.State``
 (a ``Run``), so ``replay`` and ``play`` redraw any step without recomputing. Every user mistake
-becomes a ``gr.Error`` in plain words (``user_errors``); anything unexpected is logged with its
-traceback and shown as a short apology, never a stack trace.
+becomes a ``gr.Error`` in plain words, logged as one line (``user_errors``); anything unexpected is
+logged with its traceback and shown as a short apology, never a stack trace.
+
+What the server keeps per session is bounded: one recorded run (its steps, no previews), the files of
+that run plus a capped number of scans (``downloads.SessionFiles``), all dropped when the session
+ends or idles (a janitor thread, ``start_janitor``). After each decoding freed heap pages go back to
+the system (``release_memory``). ``shutdown`` refuses new work and ends running decodings at their
+next step (``ShuttingDown``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import inspect
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +61,11 @@ class AppConfig:
     queue_size: int = 16               # requests waiting in the queue before new ones are refused
     decode_concurrency: int = 1        # decodings running at once (they share one model)
     light_concurrency: int = 4         # replays, previews, scans
-    state_ttl_s: int = 3600            # recorded runs of idle API sessions are dropped after this
+    state_ttl_s: int = 600             # a session idle this long is forgotten (its run, its files)
+    end_grace_s: float = 30.0          # a session that said goodbye is forgotten this much later
+    sweep_every_s: float = 5.0         # how often ended and idle sessions are looked for
+    max_session_mb: float = 50.0       # disk one session may keep (older scans are dropped first)
+    shutdown_grace_s: float = 15.0     # on SIGTERM, running decodings are cancelled and awaited this long
     play_interval_s: float = 0.15      # pause between steps when replaying with the play button
 
     @property
@@ -78,13 +92,42 @@ class Run:
         return len(self.steps)
 
 
+def release_memory() -> None:
+    """Give freed heap pages back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    A decoding allocates and frees many mid-sized buffers from gradio's worker threads; glibc keeps
+    the freed pages in per-thread arenas, so without this the server's RSS only ever grows.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+try:
+    if ctypes.util.find_library("c"):
+        _LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+        _LIBC.malloc_trim                   # glibc only (musl and macOS have no malloc_trim)
+except (OSError, AttributeError):
+    _LIBC = None
+
+
+class ShuttingDown(gr.Error):
+    """The server is stopping: a running decoding ends early with this message."""
+
+    def __init__(self):
+        super().__init__("The server is shutting down, so this decoding was stopped. Try again in a minute.",
+                         print_exception=False)
+
+
 def user_errors(fn):
-    """Turn ``ValueError`` (bad input, bad settings) into ``gr.Error``; log anything else."""
+    """Turn ``ValueError`` (bad input, bad settings) into ``gr.Error``, logged as one line; log anything
+    else with its traceback."""
 
     def convert(err: Exception) -> gr.Error:
         if isinstance(err, gr.Error):
             return err
         if isinstance(err, ValueError):
+            log.info("refused %s: %s", fn.__name__, err)
             return gr.Error(str(err), print_exception=False)
         log.exception("unexpected error in %s", fn.__name__)
         return gr.Error(f"Something went wrong on the server ({type(err).__name__}); the details are in its log.",
@@ -117,9 +160,20 @@ class Handlers:
 
     def __init__(self, pipe: Pipeline, config: AppConfig = AppConfig(), files: SessionFiles | None = None):
         self.pipe, self.config = pipe, config
-        self.files = files or SessionFiles()
+        self.files = files or SessionFiles(end_grace_s=config.end_grace_s, idle_ttl_s=config.state_ttl_s,
+                                           max_session_bytes=int(config.max_session_mb * 2**20))
         self.layout = pipe.layout
         self.empty = empty_tokens(pipe.tokenizer).cpu()         # (L,) "empty space" code per position
+        self.stopping = threading.Event()                       # set by ``shutdown``
+        self._janitor: threading.Thread | None = None
+
+    def _session(self, request: gr.Request | None) -> str | None:
+        """The request's session (marked alive); refuses new work while shutting down."""
+        if self.stopping.is_set():
+            raise ShuttingDown()
+        session = _session(request)
+        self.files.touch(session)
+        return session
 
     # ---- decoding -----------------------------------------------------------------------------
 
@@ -138,10 +192,19 @@ class Handlers:
     def _decode(self, kind: str, class_name: str | None, condition: Condition, seed: int, options: SamplingOptions,
                 color_by: str, session: str | None, scan: str | None = None):
         """Stream the decoding of a one-shape ``condition``: yields (viewer, seed, downloads, slider, run), one per step."""
+        with self.files.active(session):
+            try:
+                yield from self._stream(kind, class_name, condition, seed, options, color_by, session, scan)
+            finally:
+                release_memory()
+
+    def _stream(self, kind, class_name, condition, seed, options, color_by, session, scan):
         T = options.num_steps
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
         pending = None           # a step is sent when the next one exists: the last one goes out with the downloads
         for step in self.pipe.steps(condition, seed, options):      # the decoding, then any repair rounds
+            if self.stopping.is_set():
+                raise ShuttingDown()
             run.steps.append(step)
             if pending is not None:
                 yield pending
@@ -174,7 +237,7 @@ class Handlers:
         seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
                                                  guidance, schedule, policy, color_by)
         yield from self._decode("generate", class_name, self.pipe.condition(class_name), seed, options, color_by,
-                                _session(request))
+                                self._session(request))
 
     @user_errors
     def complete(self, scan_file, class_name: str, seed: float, randomize_seed: bool, steps: float,
@@ -190,7 +253,7 @@ class Handlers:
         if not visible[nc:].any():
             raise ValueError(f"{scan.name}: none of its points falls inside the unit cube, so nothing is observed.")
         yield from self._decode("complete", class_name, self.pipe.condition(class_name, 1, tokens, visible), seed,
-                                options, color_by, _session(request), scan.describe())
+                                options, color_by, self._session(request), scan.describe())
 
     # ---- after decoding -----------------------------------------------------------------------
 
@@ -208,8 +271,9 @@ class Handlers:
                 "tokens": s.tokens[0].tolist()}
 
     @user_errors
-    def replay(self, step: float, color_by: str, run: Run | None):
+    def replay(self, step: float, color_by: str, run: Run | None, request: gr.Request = None):
         """Redraw recorded step ``step`` (1..T); returns (viewer, step record with its tokens)."""
+        self._session(request)
         run = self._check_run(run)
         color_by = check_color_mode(color_by)
         T = run.num_steps
@@ -224,11 +288,14 @@ class Handlers:
         return viewer, self._record(run, k)
 
     @user_errors
-    def play(self, color_by: str, run: Run | None):
+    def play(self, color_by: str, run: Run | None, request: gr.Request = None):
         """Replay every recorded step in order (slider follows)."""
+        self._session(request)
         run = self._check_run(run)
         color_by = check_color_mode(color_by)
         for k in range(1, run.num_steps + 1):
+            if self.stopping.is_set():
+                raise ShuttingDown()
             viewer = self._view(run, k, color_by, f"{run.run_id}-play")
             yield viewer, k
             time.sleep(self.config.play_interval_s)
@@ -245,7 +312,7 @@ class Handlers:
         """Cut (plane) or scan (single view) benchmark shape ``index``; returns the scan's .ply path."""
         visible, _ = make_scan(class_name, index, method, azimuth, elevation, offset)
         name = f"scan_{class_name}_{int(index)}_{method}_{int(azimuth)}_{int(elevation)}.ply"
-        return str(write_scan(visible, self.files.scratch(_session(request)) / name))
+        return str(write_scan(visible, self.files.scratch(self._session(request)) / name))
 
     @user_errors
     def preview_scan(self, scan_file):
@@ -299,12 +366,12 @@ class Handlers:
                                                  guidance, schedule, policy, color_by)
         info, _, cond = self._image_condition(image_file, class_name, confidence)
         yield from self._decode("image", CLASSES[cond.label], self.pipe.condition_from_images([cond]), seed, options,
-                                color_by, _session(request), self._describe(info, cond, class_name is not None))
+                                color_by, self._session(request), self._describe(info, cond, class_name is not None))
 
     # ---- session end ----------------------------------------------------------------------------
 
     def end_session(self, request: gr.Request = None) -> None:
-        """Remove the session's files (browser tab closed)."""
+        """The browser tab closed (``demo.unload``): its files go ``end_grace_s`` later."""
         self.files.end(_session(request))
 
     def drop_run(self, run: Run | None) -> None:
@@ -312,6 +379,35 @@ class Handlers:
         if isinstance(run, Run):
             self.files.end(run.session)
 
+    def start_janitor(self, forget: Callable[[list[str]], None] | None = None) -> None:
+        """Every ``sweep_every_s``: remove the files of ended and idle sessions (``SessionFiles.sweep``) and
+        call ``forget`` with the rest of what the server keeps for sessions (gradio's state, see layout)."""
+        def loop():
+            while not self.stopping.wait(self.config.sweep_every_s):
+                try:
+                    gone = self.files.sweep()
+                    if forget is not None:
+                        forget(gone)
+                    release_memory()
+                except Exception:                    # the janitor must outlive any one bad sweep
+                    log.exception("session sweep failed")
+
+        if self._janitor is None:
+            self._janitor = threading.Thread(target=loop, name="smart3d-janitor", daemon=True)
+            self._janitor.start()
+
+    def shutdown(self, grace_s: float | None = None) -> int:
+        """Stop: refuse new work, cancel running decodings at their next step and wait for them (at
+        most ``grace_s``). Returns how many were still running when it was called."""
+        running = self.files.running
+        self.stopping.set()
+        deadline = time.monotonic() + (self.config.shutdown_grace_s if grace_s is None else grace_s)
+        while self.files.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return running
+
     def close(self) -> None:
+        """Stop the janitor and remove every session's files."""
+        self.stopping.set()
         self.files.close()
 

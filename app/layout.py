@@ -1,23 +1,29 @@
 """The page: input tabs and settings on the left, the step viewer and the results on the right.
 
-``build_demo(pipe)`` returns the ``gr.Blocks``; ``launch_options(config)`` the matching
-``launch()`` arguments (upload size limit, the example folders). Named API endpoints (for
-``gradio_client``): ``generate``, ``complete``, ``generate_image``, ``replay``, ``make_scan`` and
-``image``; the helper
-events (clearing the mesh viewer, showing it after a run, previews, play, recolouring) are private.
+``build_demo(pipe)`` returns the ``gr.Blocks``; ``launch_options(config)`` the matching ``launch()``
+arguments (upload size limit, the example folders, the check of every API call in ``guard``). Named
+API endpoints (for ``gradio_client``): ``generate``, ``complete``, ``generate_image``, ``replay``,
+``make_scan`` and ``image``; the helper events (showing the mesh after a run, previews, play,
+recolouring) are private, and clearing the mesh viewer runs in the browser only. ``forget_sessions``
+drops gradio's per-session state when a session ends or idles (see ``downloads`` for its files).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import gradio as gr
+from gradio import caching
+from starlette.middleware import Middleware
 
 from smart3d.classes import CLASSES
 from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
 from smart3d.masking import SCHEDULES
 from smart3d.sampler import POLICIES
 
+from .downloads import SessionFiles
+from .guard import RequestGuard
 from .handlers import ANY_CLASS, AppConfig, Handlers
 from .inputs import SCAN_EXTENSIONS, SCAN_METHODS
 from .settings import COLOR_MODES, DEFAULTS, LIMITS
@@ -53,11 +59,15 @@ than the whole shape's, so the completion may come out larger)."""
 def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handlers | None = None) -> gr.Blocks:
     """The SMART-3D app around one pipeline (``demo.smart3d`` holds its ``Handlers``)."""
     h = handlers or Handlers(pipe, config)
-    gr.set_static_paths([str(PLOTLY_JS)])                    # plotly.js for the step viewer, offline
+    # plotly.js for the step viewer (offline), and the session folders: gradio serves the downloads from
+    # there instead of copying each into its cache, so they go when their session's folder goes
+    gr.set_static_paths([str(PLOTLY_JS), str(h.files.root)])
     examples = [[str(SCANS_DIR / f), c] for f, c in EXAMPLE_SCANS if (SCANS_DIR / f).exists()]
     image_examples = [[str(p)] for p in sorted(IMAGES_DIR.glob("*.png"))] if pipe.image_encoder is not None else []
 
-    with gr.Blocks(title="SMART-3D", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+    # gradio's cache now holds only uploads (scans, images) and examples: uploads older than a session's
+    # idle time-to-live are deleted every minute, and everything when the app closes
+    with gr.Blocks(title="SMART-3D", analytics_enabled=False, delete_cache=(60, config.state_ttl_s)) as demo:
         gr.Markdown(INTRO)
         run = gr.State(None, time_to_live=config.state_ttl_s, delete_callback=h.drop_run)
         with gr.Row(equal_height=False):
@@ -161,7 +171,7 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                                          (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete"),
                                          (image_btn, h.generate_image, [image_file, image_class, confidence, *settings],
                                           "generate_image")):
-            button.click(lambda: None, None, mesh_view, queue=False, api_visibility="private")
+            button.click(None, None, mesh_view, js="() => null", queue=False)    # in the browser only
             # a Model3D value sent only in a stream's last yield never renders: set it afterwards
             button.click(fn, inputs, stream_out, api_name=name, cancels=[play], **decode).success(
                 h.show_mesh, run, mesh_view, api_visibility="private", **light)
@@ -180,11 +190,44 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
 
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.light_concurrency)
     demo.smart3d = h
+    h.start_janitor(lambda gone: forget_sessions(demo, h, gone))
     return demo
+
+
+def forget_sessions(demo: gr.Blocks, h: Handlers, gone: list[str]) -> list[str]:
+    """Drop what gradio keeps for sessions that are over: those whose files were just swept (``gone``),
+    those that said goodbye ``end_grace_s`` ago and those idle ``state_ttl_s``, unless decoding.
+
+    Gradio keeps a ``SessionState`` (a copy of the page's configuration, about 120 kB, plus every
+    value sent to the session) for each session hash it has seen, for up to 10 000 sessions and an
+    hour after a tab closes: the app's memory grew by that much per session. Returns the session
+    hashes dropped."""
+    holder = getattr(demo, "state_holder", None)          # set when the app is launched
+    if holder is None:
+        return []
+    now, cfg, gone = datetime.now(), h.config, set(gone)
+    dropped = []
+    for sid in list(holder.session_data):
+        state = holder.session_data.get(sid)
+        idle = (now - holder.time_last_used.get(sid, now)).total_seconds()
+        over = (SessionFiles._safe(sid) in gone or idle >= cfg.state_ttl_s
+                or (state is not None and state.is_closed and idle >= cfg.end_grace_s))
+        if not over or h.files.is_active(sid):
+            continue
+        holder.delete_state(sid)                           # runs the gr.State delete callbacks
+        with holder.lock:
+            holder.session_data.pop(sid, None)
+            holder.time_last_used.pop(sid, None)
+        caching.clear_session_caches(sid)
+        dropped.append(sid)
+    return dropped
 
 
 def launch_options(config: AppConfig = AppConfig()) -> dict:
     """``demo.launch`` arguments that belong with ``build_demo`` (never ``share``)."""
     return {"max_file_size": f"{config.max_file_mb:g}mb", "allowed_paths": [str(SCANS_DIR), str(IMAGES_DIR)],
-            "show_error": False,
-            "share": False}
+            "show_error": False, "share": False,
+            "app_kwargs": {"middleware": [Middleware(RequestGuard)]},    # checks every API call (app.guard)
+            # gradio's self-check after start (a HEAD request with a 3 s timeout) fails on a busy machine
+            # and then stops a server that is up; gradio 6.31 has only this private switch for it
+            "_frontend": False}

@@ -76,6 +76,8 @@ def options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, 
 
 def resolve_seed(seed, randomize: bool) -> int:
     """The seed to use: a fresh random one when ``randomize``, else the given whole number."""
+    if not isinstance(randomize, bool):
+        raise SettingsError(f"Randomize seed must be true or false; got {randomize!r}.")
     if randomize:
         return secrets.randbelow(MAX_SEED + 1)
     return _number("Seed", seed, 0, MAX_SEED, integer=True)

@@ -6,11 +6,14 @@ every mesh watertight; they test the plumbing, not the shapes.
 
 import json
 import os
+import time
 import types
 import zipfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -50,12 +53,12 @@ def pipe(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config():
-    return AppConfig(max_file_mb=1)
+    return AppConfig(max_file_mb=1, end_grace_s=0.5, sweep_every_s=0.25)
 
 
 @pytest.fixture(scope="module")
 def handlers(pipe, config, tmp_path_factory):
-    h = Handlers(pipe, config, SessionFiles(tmp_path_factory.mktemp("sessions")))
+    h = Handlers(pipe, config, SessionFiles(tmp_path_factory.mktemp("sessions"), end_grace_s=0.0))
     yield h
     h.close()
 
@@ -317,10 +320,44 @@ def test_session_files_are_removed_when_the_session_ends(handlers):
     folder = handlers.files.session_dir("session-under-test")
     assert run.files["glb"].is_relative_to(folder) and os.path.exists(scan)
     handlers.end_session(request)                                       # demo.unload
-    assert not folder.exists()
+    assert "session-under-test" in handlers.files.sweep() and not folder.exists()
     run = list(handlers.generate("bed", *settings(steps=2), request=request))[-1][-1]
     handlers.drop_run(run)                                              # gr.State delete_callback
-    assert not folder.exists()
+    assert "session-under-test" in handlers.files.sweep() and not folder.exists()
+
+
+def test_sessions_are_swept_after_goodbye_or_idling_never_while_decoding(tmp_path):
+    files = SessionFiles(tmp_path, end_grace_s=0.3, idle_ttl_s=0.6)
+    for s in ("a", "b", "c"):
+        files.touch(s)
+        (files.new_run(s) / "mesh.glb").write_bytes(b"x" * 100)
+    files.end("a")
+    with files.active("c"):
+        files.end("c")
+        assert files.sweep() == []                                      # "a" is still in its grace period
+        time.sleep(0.35)
+        assert files.sweep() == ["a"]                                   # "c" is decoding: kept
+        time.sleep(0.3)
+        assert files.sweep() == ["b"]                                   # idle past its time to live
+        assert files.session_dir("c").exists()
+    assert files.sweep() == ["c"]                                       # ended while decoding: swept after
+    assert list(tmp_path.rglob("*.glb")) == []
+
+
+def test_a_session_keeps_at_most_its_disk_cap_oldest_scans_first(tmp_path):
+    files = SessionFiles(tmp_path, max_session_bytes=10_000)
+    (files.new_run("s") / "mesh.glb").write_bytes(b"m" * 4_000)
+    for i in range(5):
+        folder = files.scratch("s", reserve=2_000)
+        (folder / f"scan{i}.ply").write_bytes(b"s" * 2_000)
+        os.utime(folder / f"scan{i}.ply", (i, i))                      # make the order of ages explicit
+        assert files.disk_bytes("s") <= 10_000
+    assert sorted(p.name for p in (files.session_dir("s") / "scans").iterdir()) == ["scan2.ply", "scan3.ply",
+                                                                                    "scan4.ply"]
+    with pytest.raises(ValueError, match="more than the 0 MB a session may keep"):
+        files.scratch("s", reserve=20_000)
+    files.close()
+    assert not files.root.exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,16 +365,22 @@ def test_session_files_are_removed_when_the_session_ends(handlers):
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def client(pipe, config):
-    from gradio_client import Client
-
+def served(pipe, config):
+    """The launched app: (demo, url)."""
     demo = build_demo(pipe, config)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=None, quiet=True, **launch_options(config))
     try:
-        yield Client(url, verbose=False)
+        yield demo, url
     finally:
         demo.close()
         demo.smart3d.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[1], verbose=False)
 
 
 def test_api_has_named_endpoints_and_hides_helpers(client):
@@ -415,3 +458,118 @@ def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
     assert r.status_code == 413, r.text
     final = client.predict("chair", *settings(steps=3), api_name="/generate")
     assert payload(final[0])["caption"] == "step 3/3 - 576/576 tokens"
+
+
+def test_api_refuses_wrong_types_and_counts_in_plain_words(client, served, caplog, capfd):
+    import httpx
+    from gradio_client.exceptions import ValidationError
+
+    url = served[1].rstrip("/") + "/gradio_api"
+    good = ["chair", *settings(steps=2)]
+    caplog.set_level("INFO", logger="smart3d.app")
+    for index, value, words in ((1, "abc", "'Seed' (input 2)"), (3, [1, 2], "'Decoding steps' (input 4)"),
+                                (2, "yes", "'Randomize seed' (input 3)"), (0, 7, "'Class' (input 1)")):
+        bad = list(good)
+        bad[index] = value
+        with pytest.raises(ValidationError, match="must be"):
+            client.predict(*bad, api_name="/generate")
+        r = httpx.post(f"{url}/call/generate", json={"data": bad})
+        assert r.status_code == 422 and words in r.json()["error"] and repr(value)[:20] in r.json()["error"]
+    with pytest.raises(ValidationError, match="takes 11 inputs"):
+        client.predict(*good, 5, api_name="/generate")                # one too many
+    r = httpx.post(f"{url}/call/generate", json={"data": good[:3]})   # too few
+    assert r.status_code == 422 and "/generate takes 11 inputs (Class, Seed, " in r.json()["error"]
+    r = httpx.post(f"{url}/call/v2/generate", json={"class_name": "chair", "speed": 3})
+    assert r.status_code == 422 and "/generate has no parameter speed" in r.json()["error"]
+    r = httpx.post(f"{url}/call/v2/replay", json={"step": "last"})
+    assert r.status_code == 422 and "'step' must be a number" in r.json()["error"]
+    for body in ({"fn_index": 9999, "data": [], "session_hash": "abc"},
+                 {"fn_index": "generate", "data": [], "session_hash": "abc"}):
+        r = httpx.post(f"{url}/queue/join", json=body)                 # a bad event number: 404, not 500
+        assert r.status_code == 404 and "No event number" in r.json()["error"]
+    r = httpx.post(f"{url}/queue/join", content=b"{not json")
+    assert r.status_code == 422 and "JSON object" in r.json()["error"]
+    private = [f for f in served[0].fns.values() if f.api_visibility == "private" and f.fn is not None]
+    assert {f.fn.__name__ for f in private} >= {"show_mesh", "preview_scan", "play"}
+    for f in private:                                                   # helpers have no name to call
+        assert f.api_name is None or httpx.post(f"{url}/call/{f.api_name}", json={"data": []}).status_code == 404
+    r = httpx.post(f"{url}/call/show_mesh", json={"data": [None]})
+    assert r.status_code == 404 and "No API endpoint /show_mesh; the endpoints are: /complete, " in r.json()["error"]
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert len(refused) >= 16 and not any(r.exc_info for r in caplog.records)
+    final = client.predict(*good, api_name="/generate")                 # still serving
+    assert payload(final[0])["caption"] == "step 2/2 - 576/576 tokens"
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_downloads_are_served_from_the_session_folder_and_go_with_the_session(served, monkeypatch):
+    from gradio_client import Client
+
+    demo, url = served
+    h = demo.smart3d
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.2")              # a closed client is noticed at once
+    c = Client(url, verbose=False, download_files=False)
+    final = c.predict("mug", *settings(steps=2), api_name="/generate")
+    paths = [Path(f["path"] if isinstance(f, dict) else f.path) for f in final[2]]
+    folder = h.files.session_dir(c.session_hash)
+    assert len(paths) == 6 and all(p.is_relative_to(folder) and p.exists() for p in paths)   # no copy in the cache
+    assert c.session_hash in demo.state_holder.session_data
+    c.close()
+    deadline = time.monotonic() + 30
+    while (folder.exists() or c.session_hash in demo.state_holder.session_data) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not folder.exists() and not any(p.exists() for p in paths)
+    assert c.session_hash not in demo.state_holder.session_data         # gradio's state of it is dropped too
+
+
+def test_sigterm_during_a_generation_cancels_it_removes_session_files_and_logs(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+    from gradio_client import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TMPDIR": str(tmp_path), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "OMP_NUM_THREADS": "1"}
+    (tmp_path / "gradio").mkdir()
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([sys.executable, str(root / "app.py"), "--random-weights", "--device", "cpu",
+                               "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 900                                 # importing torch and gradio on a busy machine
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False,
+                        httpx_kwargs={"timeout": 120})                  # a busy machine answers slowly
+        client.predict("chair", *settings(steps=2), api_name="/generate")      # a finished run: its files
+        job = client.submit("lamp", *settings(steps=100), api_name="/generate")  # and one running
+        while not job.outputs() and not job.done():
+            time.sleep(0.05)
+        sessions = list((tmp_path / "smart3d-app").glob("sessions-*/*"))
+        assert len(sessions) == 1 and any(sessions[0].rglob("*.glb"))
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=120) == 0
+        with pytest.raises(Exception, match="shutting down|Connection|closed|disconnect"):
+            job.result(timeout=60)
+        assert len(job.outputs()) < 100                                     # it did not run to its end
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        log.close()
+    text = (tmp_path / "server.log").read_text()
+    lines = [line for line in text.splitlines() if "shut down on SIGTERM" in line]
+    assert len(lines) == 1 and "1 running decoding cancelled, 1 session folder and the upload cache removed" in lines[0]
+    assert "Traceback" not in text
+    left = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "server.log"]
+    assert left == [] and not any((tmp_path / "smart3d-app").glob("sessions-*"))
