@@ -7,8 +7,9 @@ before the handler runs, and a wrongly typed value (``seed='abc'``, ``steps=[1, 
 gradio with a 40-line traceback and a blank error; missing inputs fail the same way and extra
 ones are silently dropped; an unknown event number is an HTTP 500. The routes checked:
 
-- ``POST /gradio_api/queue/join`` (browsers and ``gradio_client``): ``{"fn_index", "data", "session_hash"}``,
-  ``data`` holding one value per input of the event, states included (sent as ``null``);
+- ``POST /gradio_api/queue/join`` (browsers and ``gradio_client``), and ``/run/predict`` for events that
+  skip the queue: ``{"fn_index", "data", "session_hash"}``, ``data`` holding one value per input of
+  the event, states included (sent as ``null``);
 - ``POST /gradio_api/call/<name>``, ``/run/<name>``, ``/api/<name>`` (plain HTTP): ``{"data": [...]}``
   with the inputs of the named endpoint, states included or left out;
 - ``POST /gradio_api/call/v2/<name>``: the inputs as a JSON object by parameter name.
@@ -103,7 +104,10 @@ def check_call(blocks: gr.Blocks, path: str, body) -> None:
     """Raise ``Refused`` unless ``body`` is a well-formed call of the event that ``path`` names."""
     if not isinstance(body, dict):
         raise Refused(422, "The request body must be a JSON object.")
-    if path.rstrip("/") == f"{API}/queue/join":
+    named = _NAMED.fullmatch(path)
+    by_number = path.rstrip("/") == f"{API}/queue/join" or (named and named.group(1) == "predict"
+                                                               and "fn_index" in body)   # events without the queue
+    if by_number:
         index = body.get("fn_index")
         if not isinstance(index, int) or isinstance(index, bool) or index not in blocks.fns:
             raise Refused(404, f"No event number {_short(index)} in this app.")
@@ -113,7 +117,7 @@ def check_call(blocks: gr.Blocks, path: str, body) -> None:
         fn = blocks.fns[index]
         _check_inputs(fn, body.get("data"), f"/{fn.api_name}" if fn.api_name else f"event {index}", False)
         return
-    name = _NAMED.fullmatch(path).group(1)
+    name = named.group(1)
     fn = next((f for f in blocks.fns.values() if f.api_name == name and f.api_visibility != "private"), None)
     if fn is None:
         public = sorted(f"/{f.api_name}" for f in blocks.fns.values() if f.api_name and f.api_visibility == "public")

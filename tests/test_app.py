@@ -485,8 +485,9 @@ def test_api_refuses_wrong_types_and_counts_in_plain_words(client, served, caplo
     assert r.status_code == 422 and "'step' must be a number" in r.json()["error"]
     for body in ({"fn_index": 9999, "data": [], "session_hash": "abc"},
                  {"fn_index": "generate", "data": [], "session_hash": "abc"}):
-        r = httpx.post(f"{url}/queue/join", json=body)                 # a bad event number: 404, not 500
-        assert r.status_code == 404 and "No event number" in r.json()["error"]
+        for route in ("queue/join", "run/predict"):                    # a bad event number: 404, not 500
+            r = httpx.post(f"{url}/{route}", json=body)
+            assert r.status_code == 404 and "No event number" in r.json()["error"]
     r = httpx.post(f"{url}/queue/join", content=b"{not json")
     assert r.status_code == 422 and "JSON object" in r.json()["error"]
     private = [f for f in served[0].fns.values() if f.api_visibility == "private" and f.fn is not None]
