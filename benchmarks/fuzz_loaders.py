@@ -130,17 +130,19 @@ def load(loader: str, path: str):
         from smart3d.io import load_point_cloud
 
         pts = load_point_cloud(path, max_bytes=MAX_BYTES, max_points=MAX_POINTS, generator=np.random.default_rng(0))
-        assert pts.dtype == np.float32 and pts.ndim == 2 and pts.shape[1] == 3 and np.isfinite(pts).all()
+        assert pts.dtype == np.float32 and pts.ndim == 2 and pts.shape[1] == 3 and np.isfinite(pts).all(), \
+            f"result check: points {pts.dtype} {pts.shape}, finite {np.isfinite(pts).all()}"
     elif loader == "load_mesh":
         from smart3d.io import load_mesh
 
         mesh = load_mesh(path, max_bytes=MAX_BYTES, max_vertices=MAX_POINTS)
-        assert isinstance(mesh, trimesh.Trimesh) and len(mesh.faces) > 0 and np.isfinite(mesh.vertices).all()
+        assert isinstance(mesh, trimesh.Trimesh) and len(mesh.faces) > 0 and np.isfinite(mesh.vertices).all(), \
+            f"result check: mesh of {len(mesh.faces)} faces"
     else:
         from app.inputs import open_image
 
         info, im = open_image(path, MAX_BYTES)
-        assert isinstance(info, str) and im.size[0] > 0 and im.size[1] > 0
+        assert isinstance(info, str) and im.size[0] > 0 and im.size[1] > 0, f"result check: image {im.size}"
 
 
 def fuzz(loader: str, examples: int, seed: int, time_limit: float, folder: Path) -> dict:
@@ -188,7 +190,8 @@ def fuzz(loader: str, examples: int, seed: int, time_limit: float, folder: Path)
             counts["errors_seen"][type(err).__name__] = counts["errors_seen"].get(type(err).__name__, 0) + 1
         except Exception as err:                                   # a crash: keep the input to reproduce it
             counts["crash"] += 1
-            _keep(counts, folder, ext, raw, f"{type(err).__name__}: {str(err)[:200]}")
+            what = f"{type(err).__name__}: {str(err)[:200]} (at {_where(err)})"
+            _keep(counts, folder, ext, raw, what)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             slowest[0] = max(slowest[0], time.perf_counter() - t0)
@@ -204,9 +207,18 @@ def fuzz(loader: str, examples: int, seed: int, time_limit: float, folder: Path)
     return counts
 
 
+def _where(err: BaseException) -> str:
+    """file:line where an exception was raised (its innermost frame)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else "?"
+
+
 def _keep(counts: dict, folder: Path, ext: str, raw: bytes, what: str) -> None:
     if len(counts["crashes"]) < 20:
-        counts["crashes"].append({"extension": ext, "bytes": len(raw), "what": what, "head": raw[:120].hex()})
+        counts["crashes"].append({"extension": ext, "bytes": len(raw), "what": what,
+                                  "hex": raw[:8192].hex()})   # the whole input when small: to reproduce it
 
 
 def main(args: argparse.Namespace) -> None:

@@ -133,6 +133,9 @@ def markdown(result: dict) -> str:
               f"**{result['left_after_sessions']['bytes']} bytes in {result['left_after_sessions']['files']} files**; "
               f"after SIGTERM: **{result['left_after_shutdown']['bytes']} bytes in "
               f"{result['left_after_shutdown']['files']} files** (target: none).",
+              "Files left after the sessions ended (app-wide, not per session: gradio's copies of the example "
+              "files, removed at shutdown): " + ", ".join(f"`{Path(q).name}`" for q in
+                                                         result["left_after_sessions"].get("first_paths", [])) + ".",
               f"Median seconds per generation (connect, generate, replay, close): "
               f"{s['seconds_per_generation_median']}.", f"Shutdown log line: `{result['shutdown_line']}`", ""]
     return "\n".join(lines)
@@ -166,6 +169,7 @@ def main(args: argparse.Namespace) -> None:
                       f"  {seconds:.1f} s", flush=True)
         time.sleep(args.settle)
         left = disk_usage(tmp)
+        left_paths = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())[:20]
         rss_idle = rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -188,7 +192,7 @@ def main(args: argparse.Namespace) -> None:
               "settings": {"steps": args.steps, "server_env": extra_env, "one_session_per_generation": True},
               "warmup": args.warmup, "settle_s": args.settle, "summary": summary(rows, args.warmup),
               "rss_idle_after_settle_mb": round(rss_idle, 1),
-              "left_after_sessions": {"bytes": left[0], "files": left[1]},
+              "left_after_sessions": {"bytes": left[0], "files": left[1], "first_paths": left_paths},
               "left_after_shutdown": {"bytes": after[0], "files": after[1], "first_paths": leftovers},
               "server_exit_code": proc.returncode, "shutdown_line": shutdown[-1] if shutdown else None,
               "server_log_tail": log_text.splitlines()[-5:], "rows": rows}

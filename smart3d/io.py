@@ -272,6 +272,8 @@ def _read_pcd(path: str, name: str, max_points: int) -> np.ndarray:
         raise _unreadable(name, ".pcd", f"no {', '.join(missing)} field (fields: {' '.join(fields)}).")
     if num > max_points:
         raise InputError(f"{name} has {num:,} points, more than the limit of {max_points:,}.")
+    if num < 0 or min(counts) < 1 or min(sizes) < 1:
+        raise _unreadable(name, ".pcd", "the header gives a negative or zero point count, field size or COUNT.")
 
     if mode == "ascii":
         starts = np.cumsum([0] + counts[:-1])  # column where each field starts
@@ -290,6 +292,8 @@ def _read_pcd(path: str, name: str, max_points: int) -> np.ndarray:
                               for i, (t, s, c) in enumerate(zip(types, sizes, counts))])
         except KeyError as err:
             raise _unreadable(name, ".pcd", f"unknown field type/size {err.args[0]}.") from None
+        except (ValueError, OverflowError) as err:          # a COUNT too large for one record
+            raise _unreadable(name, ".pcd", f"impossible field layout ({_short(err)}).") from None
         if len(body) < num * dtype.itemsize:
             raise _unreadable(name, ".pcd", f"the data is truncated: {num:,} points need "
                               f"{num * dtype.itemsize:,} bytes, found {len(body):,}.")
@@ -338,6 +342,8 @@ def _read_geometry(path: str, ext: str, name: str):
         raise _unreadable(name, ext, _short(err)) from None
     if not clouds:
         raise _unreadable(name, ext, "no mesh or points found in the file.")
+    if any(c.ndim != 2 or c.shape[1] != 3 for c in clouds):   # e.g. OBJ "v" lines with one or two numbers
+        raise _unreadable(name, ext, "its vertices do not have three coordinates (x, y, z).")
     return np.concatenate(clouds, axis=0)
 
 

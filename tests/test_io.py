@@ -318,3 +318,24 @@ def test_global_normalization_matches_pointflow():
     norm = normalize_global(clouds, stats)
     assert norm.dtype == np.float32
     np.testing.assert_allclose(norm, (x - x.reshape(-1, 3).mean(0)) / x.reshape(-1).std(), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- found by fuzzing
+
+def test_obj_vertices_with_fewer_than_three_numbers_are_refused(tmp_path):
+    # an OBJ without faces is read as a point cloud; trimesh keeps "v" lines of one or two numbers
+    # as (N, 1) or (N, 2) vertices (benchmarks/fuzz_loaders.py found it)
+    for k in (1, 2):
+        path = tmp_path / f"v{k}.obj"
+        path.write_text("".join(f"v {' '.join(str(0.1 * (i + j)) for j in range(k))}\n" for i in range(40)))
+        with pytest.raises(InputError, match="do not have three coordinates"):
+            load_point_cloud(path)
+
+
+@pytest.mark.parametrize("points", ["-1", "-99999999999999999999"])
+def test_pcd_with_a_negative_point_count_is_refused(tmp_path, points):
+    path = tmp_path / "negative.pcd"
+    path.write_bytes(f"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 20\nHEIGHT 1\n"
+                     f"POINTS {points}\nDATA binary\n".encode() + np.zeros((20, 3), np.float32).tobytes())
+    with pytest.raises(InputError, match="negative or zero point count"):
+        load_point_cloud(path)
