@@ -7,6 +7,7 @@ both files and ``load_pretrained`` rebuilds the module from the JSON and loads t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def best_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.cache
 def cpu_has_amx() -> bool:
-    """Intel AMX (bf16 tile matmuls) on this CPU: there bf16 autocast makes training and sampling several times faster."""
+    """Intel AMX (bf16 tile matmuls) on this CPU: there bf16 autocast makes training and sampling several times faster.
+    Read once (every decoding and every repair round asks)."""
     try:
         return "amx_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
