@@ -351,3 +351,28 @@ def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
     has[parent] = True
     expect = torch.where(has, p_old, 0.0)
     assert torch.allclose(grouped, expect / expect.sum(-1, keepdim=True), atol=1e-5)
+
+
+def test_grown_model_computes_what_the_shallow_one_did():
+    """``grow_depth``: a 2-block model grown to 4 blocks gives the same logits before any training,
+    and its new blocks are not frozen copies (their zeroed outputs still get gradients)."""
+    from smart3d.model import MaskedTransformer, ModelConfig
+    from smart3d.train.model import grow_depth
+
+    torch.manual_seed(0)
+    c = ModelConfig(depth=2, dim=32, heads=2, codebook_size=64, local_conv=True)
+    small = MaskedTransformer(c).eval()
+    for p in small.parameters():                        # trained-looking weights: nothing zero by chance
+        p.data += 0.05 * torch.randn_like(p)
+    deep = MaskedTransformer(ModelConfig(**{**c.__dict__, "depth": 4})).eval()
+    deep.load_state_dict(grow_depth(deep, small))
+    g = torch.Generator().manual_seed(1)
+    L = small.layout.length
+    tokens = torch.randint(0, 64, (3, L), generator=g)
+    mask = torch.rand(3, L, generator=g) < 0.5
+    labels = torch.tensor([0, 3, small.null_class])
+    for a, b in zip(small(tokens, mask, labels), deep(tokens, mask, labels)):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(deep.blocks[2].mlp[0].weight, small.blocks[1].mlp[0].weight)
+    sum(lg.square().mean() for lg in deep(tokens, mask, labels)).backward()
+    assert deep.blocks[1].attn.proj.weight.grad.abs().sum() > 0 and deep.blocks[3].mlp[2].weight.grad.abs().sum() > 0

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="XS", choices=list(PRESETS), help="model preset")
     p.add_argument("--attention", default="linear", choices=["linear", "softmax"], help="attention kind")
     p.add_argument("--levels", type=int, default=2, choices=[1, 2], help="token levels (1: fine only, ablation)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="blocks (default: the preset's); with --init from a shallower model, its blocks are spread "
+                        "out and the new ones start as identities (grow_depth)")
     p.add_argument("--local-conv", action="store_true",
                    help="a depthwise 3x3x3 convolution over each token lattice in every block")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
@@ -43,11 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def masked_token_loss(forward, slices: list[slice], tokens: torch.Tensor, mask: torch.Tensor,
                       labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on the masked positions only, averaged over all masked tokens of all levels."""
-    logits = forward(tokens, mask, labels)
+    logits = forward(tokens, mask, labels, at=mask)              # output heads at masked positions only
     total = 0.0
     for sl, lg in zip(slices, logits):
-        m = mask[:, sl]
-        total = total + torch.nn.functional.cross_entropy(lg[m].float(), tokens[:, sl][m], reduction="sum")
+        total = total + torch.nn.functional.cross_entropy(lg.float(), tokens[:, sl][mask[:, sl]], reduction="sum")
     return total / mask.sum().clamp(min=1)
 
 
@@ -65,6 +67,7 @@ def main(args: argparse.Namespace) -> None:
     config = PRESETS[args.preset]
     config = type(config)(**{**config.__dict__, "attention": args.attention, "levels": args.levels,
                              "local_conv": args.local_conv,
+                             "depth": args.depth or config.depth,
                              "codebook_size": tc.codebook_size, "coarse_codebook_size": tc.coarse_codebook_size})
     bf16 = use_bf16(args.precision, device)
     torch.manual_seed(args.seed)
@@ -84,8 +87,10 @@ def main(args: argparse.Namespace) -> None:
         if read_config(args.init)["config"]["codebook_size"] == config.codebook_size:
             from ..model import ModelConfig
             from ..weights import load_pretrained
-            model.load_state_dict(matching_state(model, load_pretrained(MaskedTransformer, ModelConfig, args.init)))
-            print(f"started from {args.init} (tensors of the same name and shape)")
+            source = load_pretrained(MaskedTransformer, ModelConfig, args.init)
+            model.load_state_dict(grow_depth(model, source) if source.config.depth < config.depth
+                                  else matching_state(model, source))
+            print(f"started from {args.init} ({source.config.depth} -> {config.depth} blocks)")
         else:
             carry_over(model, args.init, tokens[:len(train)], train.dense, device, g)
         ema.load_state_dict(model.state_dict())
@@ -126,13 +131,32 @@ def main(args: argparse.Namespace) -> None:
     seconds = t_used + time.time() - t0
     out_path = Path(args.out or WEIGHTS_DIR / "model")
     save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
-                    command=command_line(args, ["preset", "init", "tokenizer", "attention", "levels", "num_per_class",
+                    command=command_line(args, ["preset", "depth", "init", "tokenizer", "attention", "levels", "num_per_class",
                                                  "steps", "batch_size", "lr", "warmup", "minutes", "seed"])
                     + (" --local-conv" if args.local_conv else "") + f" --precision {args.precision}",
                     train_seconds=seconds, hardware=f"{world} x {device.type}" + (" (AMX)" if cpu_has_amx() else ""),
                     precision="bf16" if bf16 else "fp32", threads=torch.get_num_threads(), steps=step,
                     loss_curve=log)
     print(f"wrote {out_path}.safetensors / .json (EMA) after {step} steps, {seconds / 60:.1f} min")
+
+
+def grow_depth(model, source) -> dict[str, torch.Tensor]:
+    """``model``'s state started from the shallower ``source`` of the same width, computing the same
+    function: source block i becomes block i * k (k = depth ratio) and the blocks between start as
+    identities (their attention, convolution and MLP outputs zeroed; they learn from there).
+    A warm start for a deeper network when the shallow one is capacity-bound (train loss ~ val loss)."""
+    d0, d1 = source.config.depth, model.config.depth
+    assert d1 % d0 == 0 and source.config.dim == model.config.dim, "grow by a whole factor, at one width"
+    state, k = matching_state(model, source), d1 // d0
+    src = source.state_dict()
+    for name in list(state):
+        if name.startswith("blocks."):
+            i, rest = name.split(".", 2)[1:]
+            if int(i) % k == 0:
+                state[name] = src[f"blocks.{int(i) // k}.{rest}"]
+            elif rest.startswith(("attn.proj.", "mlp.2.", "local.")):
+                state[name] = torch.zeros_like(state[name])
+    return state
 
 
 @torch.no_grad()
