@@ -36,9 +36,11 @@ from pathlib import Path
 
 import gradio as gr
 import plotly.graph_objects as go
+import torch
 
 from smart3d.classes import CLASSES
 from smart3d.dataset import check_class
+from smart3d.editing import REGIONS, keep_outside, keep_until
 from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Condition, Pipeline
 from smart3d.sampler import SamplingOptions, Step, empty_tokens
 
@@ -50,6 +52,7 @@ from .viewers import scan_preview, step_payload, to_json
 log = logging.getLogger("smart3d.app")
 
 ANY_CLASS = "any"        # completion without a class (the null class of classifier-free guidance)
+CUSTOM_BOX = "custom box"  # region editing: the box given by its bounds rather than a named half
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,16 @@ class Run:
     """One decoding, recorded for replay: what a session's ``gr.State`` holds."""
 
     run_id: str
-    kind: str                              # "generate", "complete" or "image"
+    kind: str                              # "generate", "complete", "image", "resample" or "region"
     class_name: str | None
     seed: int
     options: SamplingOptions
     steps: list[Step]                      # every recorded step, batch of one, no previews
     session: str | None
     files: dict[str, Path] = field(default_factory=dict)
-    scan: str | None = None                # description of the scan (completion) or of the image
+    scan: str | None = None                # description of the scan (completion), of the image or of the edit
+    labels: torch.Tensor | None = None     # (1,) the class id decoded for (null: none)
+    given: torch.Tensor | None = None      # (1, L) bool, the input's given tokens (scan, image): edits keep them
 
     @property
     def num_steps(self) -> int:
@@ -190,17 +195,20 @@ class Handlers:
         return resolve_seed(seed, randomize_seed), options, color_by
 
     def _decode(self, kind: str, class_name: str | None, condition: Condition, seed: int, options: SamplingOptions,
-                color_by: str, session: str | None, scan: str | None = None):
-        """Stream the decoding of a one-shape ``condition``: yields (viewer, seed, downloads, slider, run), one per step."""
+                color_by: str, session: str | None, scan: str | None = None, *, given: torch.Tensor | None):
+        """Stream the decoding of a one-shape ``condition``: yields (viewer, seed, downloads, slider, run), one per
+        step. ``given``: the positions the input fixed (a scan's, an image's; an edit passes its parent's, so
+        that a later edit may redraw what this one kept)."""
         with self.files.active(session):
             try:
-                yield from self._stream(kind, class_name, condition, seed, options, color_by, session, scan)
+                yield from self._stream(kind, class_name, condition, seed, options, color_by, session, scan, given)
             finally:
                 release_memory()
 
-    def _stream(self, kind, class_name, condition, seed, options, color_by, session, scan):
+    def _stream(self, kind, class_name, condition, seed, options, color_by, session, scan, given):
         T = options.num_steps
-        run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan)
+        run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan,
+                  labels=condition.labels, given=given)
         pending = None           # a step is sent when the next one exists: the last one goes out with the downloads
         for step in self.pipe.steps(condition, seed, options):      # the decoding, then any repair rounds
             if self.stopping.is_set():
@@ -221,7 +229,8 @@ class Handlers:
         else:
             metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options.record(),
                         "scan": scan, "generator": "smart3d app"}
-            suffix = {"complete": "_completed", "image": "_from_image"}.get(kind, "")
+            suffix = {"complete": "_completed", "image": "_from_image", "resample": "_resampled",
+                      "region": "_regenerated"}.get(kind, "")
             stem = f"{class_name or 'shape'}{suffix}_{seed}"
             run.files = write_downloads(result, self.files.new_run(session), stem, metadata)
             downloads = [str(p) for p in run.files.values()]
@@ -237,7 +246,7 @@ class Handlers:
         seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
                                                  guidance, schedule, policy, color_by)
         yield from self._decode("generate", class_name, self.pipe.condition(class_name), seed, options, color_by,
-                                self._session(request))
+                                self._session(request), given=None)
 
     @user_errors
     def complete(self, scan_file, class_name: str, seed: float, randomize_seed: bool, steps: float,
@@ -252,8 +261,9 @@ class Handlers:
         nc = self.layout.num_coarse
         if not visible[nc:].any():
             raise ValueError(f"{scan.name}: none of its points falls inside the unit cube, so nothing is observed.")
-        yield from self._decode("complete", class_name, self.pipe.condition(class_name, 1, tokens, visible), seed,
-                                options, color_by, self._session(request), scan.describe())
+        condition = self.pipe.condition(class_name, 1, tokens, visible)
+        yield from self._decode("complete", class_name, condition, seed, options, color_by, self._session(request),
+                                scan.describe(), given=condition.known)
 
     # ---- after decoding -----------------------------------------------------------------------
 
@@ -270,12 +280,8 @@ class Handlers:
                 "temperature": round(float(s.temperature), 4), "entropy": round(float(s.entropy[0]), 4),
                 "tokens": s.tokens[0].tolist()}
 
-    @user_errors
-    def replay(self, step: float, color_by: str, run: Run | None, request: gr.Request = None):
-        """Redraw recorded step ``step`` (1..T); returns (viewer, step record with its tokens)."""
-        self._session(request)
-        run = self._check_run(run)
-        color_by = check_color_mode(color_by)
+    @staticmethod
+    def _check_step(step, run: Run) -> int:
         T = run.num_steps
         try:
             k = float(step)
@@ -283,7 +289,15 @@ class Handlers:
             k = float("nan")
         if not (k == k and k.is_integer() and 1 <= k <= T):
             raise ValueError(f"Step must be a whole number between 1 and {T}; got {step!r}.")
-        k = int(k)
+        return int(k)
+
+    @user_errors
+    def replay(self, step: float, color_by: str, run: Run | None, request: gr.Request = None):
+        """Redraw recorded step ``step`` (1..T); returns (viewer, step record with its tokens)."""
+        self._session(request)
+        run = self._check_run(run)
+        color_by = check_color_mode(color_by)
+        k = self._check_step(step, run)
         viewer = self._view(run, k, color_by, f"{run.run_id}-replay")
         return viewer, self._record(run, k)
 
@@ -299,6 +313,49 @@ class Handlers:
             viewer = self._view(run, k, color_by, f"{run.run_id}-play")
             yield viewer, k
             time.sleep(self.config.play_interval_s)
+
+    # ---- editing the last shape (smart3d.editing) ------------------------------------------------
+
+    @user_errors
+    def resample(self, step: float, run: Run | None, seed: float, randomize_seed: bool, steps: float,
+                 temperature_start: float, temperature_end: float, top_k: float, guidance: float, schedule: str,
+                 policy: str, color_by: str, request: gr.Request = None):
+        """Keep what recorded step ``step`` had committed and draw the rest again (with this seed), streamed."""
+        run = self._check_run(run)
+        k = self._check_step(step, run)
+        seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
+                                                 guidance, schedule, policy, color_by)
+        if not run.steps[k - 1].mask.any():
+            raise ValueError(f"Every token was committed by step {k}, so there is nothing to draw again: pick an "
+                             "earlier step with the replay slider.")
+        what = f"Steps 1-{k} of run {run.run_id} (seed {run.seed}) kept, the rest drawn again."
+        yield from self._decode("resample", run.class_name, keep_until(run.steps[k - 1], run.labels), seed, options,
+                                color_by, self._session(request), what, given=run.given)
+
+    @user_errors
+    def regenerate_region(self, region: str, x_min: float, x_max: float, y_min: float, y_max: float, z_min: float,
+                          z_max: float, run: Run | None, seed: float, randomize_seed: bool, steps: float,
+                          temperature_start: float, temperature_end: float, top_k: float, guidance: float,
+                          schedule: str, policy: str, color_by: str, request: gr.Request = None):
+        """Draw the tokens inside a box of the last shape again (a named half, or ``CUSTOM_BOX`` with these
+        bounds), keeping every other token and the input's given ones, streamed."""
+        run = self._check_run(run)
+        if region == CUSTOM_BOX:
+            lo, hi = (x_min, y_min, z_min), (x_max, y_max, z_max)
+        elif region in REGIONS:
+            lo, hi = REGIONS[region]
+        else:
+            raise ValueError(f"Unknown region {region!r}; choose one of {', '.join([*REGIONS, CUSTOM_BOX])}.")
+        seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
+                                                 guidance, schedule, policy, color_by)
+        condition = keep_outside(run.steps[-1].tokens, run.labels, self.layout, lo, hi, run.given)
+        if condition.known.all():
+            raise ValueError("Every token in that region came from the input (the scan or the image), so none can "
+                             "be drawn again.")
+        box = " x ".join(f"{a} {float(l):g}..{float(u):g}" for a, l, u in zip("xyz", lo, hi))
+        what = f"Region {region} ({box}) of run {run.run_id} (seed {run.seed}) drawn again, the rest kept."
+        yield from self._decode("region", run.class_name, condition, seed, options, color_by, self._session(request),
+                                what, given=run.given)
 
     def show_mesh(self, run: Run | None) -> str | None:
         """The GLB of the last run, for the mesh viewer (set after the stream: see layout)."""
@@ -365,8 +422,9 @@ class Handlers:
         seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
                                                  guidance, schedule, policy, color_by)
         info, _, cond = self._image_condition(image_file, class_name, confidence)
-        yield from self._decode("image", CLASSES[cond.label], self.pipe.condition_from_images([cond]), seed, options,
-                                color_by, self._session(request), self._describe(info, cond, class_name is not None))
+        condition = self.pipe.condition_from_images([cond])
+        yield from self._decode("image", CLASSES[cond.label], condition, seed, options, color_by, self._session(request),
+                                self._describe(info, cond, class_name is not None), given=condition.known)
 
     # ---- session end ----------------------------------------------------------------------------
 

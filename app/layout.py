@@ -3,7 +3,7 @@
 ``build_demo(pipe)`` returns the ``gr.Blocks``; ``launch_options(config)`` the matching ``launch()``
 arguments (upload size limit, the example folders, the check of every API call in ``guard``). Named
 API endpoints (for ``gradio_client``): ``generate``, ``complete``, ``generate_image``, ``replay``,
-``make_scan`` and ``image``; the helper events (showing the mesh after a run, previews, play,
+``make_scan``, ``image``, ``resample`` and ``regenerate_region``; the helper events (showing the mesh after a run, previews, play,
 recolouring) are private, and clearing the mesh viewer runs in the browser only. ``forget_sessions``
 drops gradio's per-session state when a session ends or idles (see ``downloads`` for its files).
 """
@@ -18,13 +18,14 @@ from gradio import caching
 from starlette.middleware import Middleware
 
 from smart3d.classes import CLASSES
+from smart3d.editing import REGIONS
 from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Pipeline
 from smart3d.masking import SCHEDULES
 from smart3d.sampler import POLICIES
 
 from .downloads import SessionFiles
 from .guard import RequestGuard
-from .handlers import ANY_CLASS, AppConfig, Handlers
+from .handlers import ANY_CLASS, CUSTOM_BOX, AppConfig, Handlers
 from .inputs import SCAN_EXTENSIONS, SCAN_METHODS
 from .settings import COLOR_MODES, DEFAULTS, LIMITS
 from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_payload, to_json, viewer_head
@@ -54,6 +55,11 @@ SCAN_NOTE = """Upload a point cloud or mesh (`.ply .obj .off .stl .glb .xyz .npy
 example, or make a scan from a benchmark shape below. Clouds inside [-1, 1]^3 are used as they
 are; others are moved into the unit box by their own bounding box (a partial scan's box is smaller
 than the whole shape's, so the completion may come out larger)."""
+
+
+EDIT_NOTE = """Change the last shape without starting over (new seed from Settings; both stream like a run):
+**resample** keeps what the replayed step had committed and draws the rest again; **regenerate** draws
+only the tokens inside a box again (the canonical box is -1..1 on each axis, y up, front towards +z)."""
 
 
 def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handlers | None = None) -> gr.Blocks:
@@ -149,6 +155,17 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                                             interactive=False, scale=4, elem_id="step-slider")
                     play_btn = gr.Button("▶ Play", scale=1, min_width=70, size="sm", elem_id="play-btn")
                 color_by = gr.Radio(list(COLOR_MODES), value="step", label="Colour committed tokens by")
+                with gr.Accordion("Edit this shape", open=False, elem_id="edit"):
+                    gr.Markdown(EDIT_NOTE)
+                    resample_btn = gr.Button("Resample from the replayed step", elem_id="resample-btn")
+                    region = gr.Dropdown([*REGIONS, CUSTOM_BOX], value="back", label="Region", elem_id="region")
+                    bounds = []
+                    for axis in "xyz":
+                        with gr.Row():
+                            lo, hi = REGIONS["back"][0]["xyz".index(axis)], REGIONS["back"][1]["xyz".index(axis)]
+                            bounds += [gr.Slider(-1, 1, value=lo, step=0.05, label=f"{axis} min", interactive=False),
+                                       gr.Slider(-1, 1, value=hi, step=0.05, label=f"{axis} max", interactive=False)]
+                    region_btn = gr.Button("Regenerate region", elem_id="region-btn")
 
             # ---- the result ----
             with gr.Column(scale=3, min_width=320):
@@ -170,12 +187,16 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         for button, fn, inputs, name in ((generate_btn, h.generate, [class_name, *settings], "generate"),
                                          (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete"),
                                          (image_btn, h.generate_image, [image_file, image_class, confidence, *settings],
-                                          "generate_image")):
+                                          "generate_image"),
+                                         (resample_btn, h.resample, [step_slider, run, *settings], "resample"),
+                                         (region_btn, h.regenerate_region, [region, *bounds, run, *settings],
+                                          "regenerate_region")):
             button.click(None, None, mesh_view, js="() => null", queue=False)    # in the browser only
             # a Model3D value sent only in a stream's last yield never renders: set it afterwards
             button.click(fn, inputs, stream_out, api_name=name, cancels=[play], **decode).success(
                 h.show_mesh, run, mesh_view, api_visibility="private", **light)
 
+        region.input(region_bounds, region, bounds, api_visibility="private", queue=False)
         step_slider.input(h.replay, [step_slider, color_by, run], [viewer, record], api_name="replay",
                           trigger_mode="always_last", **light)
         color_by.input(h.replay, [step_slider, color_by, run], [viewer, record], api_visibility="private", **light)
@@ -192,6 +213,14 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
     demo.smart3d = h
     h.start_janitor(lambda gone: forget_sessions(demo, h, gone))
     return demo
+
+
+def region_bounds(region: str) -> list:
+    """The six bound sliders for a region choice: a named half's box, locked; the custom box, editable."""
+    if region not in REGIONS:
+        return [gr.Slider(interactive=True) for _ in range(6)]
+    lo, hi = REGIONS[region]
+    return [gr.Slider(value=v, interactive=False) for pair in zip(lo, hi) for v in pair]
 
 
 def forget_sessions(demo: gr.Blocks, h: Handlers, gone: list[str]) -> list[str]:

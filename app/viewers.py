@@ -20,7 +20,7 @@ simply replaced. To stay small (about 15 kB) a step shows one marker per token (
 meshes, with fixed axis ranges and camera:
 
 - masked fine tokens: faint grey dots (the region still to decode);
-- given tokens (a partial scan's, or the coarse tokens read from an image): orange;
+- given tokens (a partial scan's, the coarse tokens read from an image, or those an edit kept): orange;
 - committed fine tokens: squares coloured by the step that committed them (or by confidence);
   committed coarse tokens: large open squares in the same colours;
 - tokens committed at this step: red diamonds;
@@ -45,6 +45,7 @@ SCAN_COLOR = "#ff9f1c"
 NEWEST_COLOR = "#e5243b"
 GHOST_COLOR = "#9aa5b1"
 STEP_SCALE = "Viridis"
+GIVEN_NAMES = {"image": "from image", "resample": "kept", "region": "kept"}   # legend of the given tokens, by run kind
 CONFIDENCE_SCALE = "Cividis"
 
 _AXIS = {"range": [-1.05, 1.05], "autorange": False, "showticklabels": False, "title": {"text": ""},
@@ -158,7 +159,7 @@ def step_payload(steps: list[Step], k: int, empty: torch.Tensor, layout: TokenLa
     commits = [int(r.committed[0].sum()) for r in steps[:k]]
     entropies = [float(r.entropy[0]) for r in steps[:k]]
     scene = _scene(layout.centroids().numpy(), layout.num_coarse, tokens, order, s.confidence[0].numpy(),
-                   empty.cpu().numpy(), k, T, color_by, "from image" if kind == "image" else "scan")
+                   empty.cpu().numpy(), k, T, color_by, GIVEN_NAMES.get(kind, "scan"))
     scene["layout"] = dict(scene["layout"], meta={"key": f"{key}:{k}:{color_by}", "step": k})
     return {"key": f"{key}:{k}:{color_by}", "kind": kind, "step": k, "num_steps": T, "known": known, "length": L,
             "caption": caption(k, T, known, L, s.round), "scene": scene, "chart": _chart(commits, entropies, T)}

@@ -210,6 +210,62 @@ def test_complete_keeps_the_scan_tokens_fixed(handlers, pipe):
     assert "already in the canonical frame" in run.scan
 
 
+def test_resample_from_step_k_keeps_what_step_k_had(handlers, generated):
+    parent = generated[-1][-1]
+    k = 3
+    kept = ~parent.steps[k - 1].mask[0]
+    outs = list(handlers.resample(k, parent, *settings(seed=99)))
+    run = outs[-1][-1]
+    assert run.kind == "resample" and run.seed == 99 and len(outs) == STEPS
+    for step in run.steps:                                              # kept exactly, at every step
+        assert torch.equal(step.tokens[0][kept], parent.steps[k - 1].tokens[0][kept])
+        assert (step.order[0][kept] == 0).all()
+    assert not torch.equal(run.steps[-1].tokens, parent.steps[-1].tokens)   # the rest was drawn again
+    first = payload(outs[0][0])
+    assert first["scene"]["data"][1]["name"].startswith("kept (")
+    assert sorted(run.files) == ["glb", "obj", "ply", "points_npy", "points_ply", "stl"]
+    assert "_resampled_99" in run.files["glb"].name and glb_metadata(run.files["glb"])["kind"] == "resample"
+    with pytest.raises(gr.Error, match="nothing to draw again"):
+        list(handlers.resample(parent.num_steps, parent, *settings()))
+    with pytest.raises(gr.Error, match="between 1 and"):
+        list(handlers.resample(0, parent, *settings()))
+    with pytest.raises(gr.Error, match="generate or complete a shape first"):
+        list(handlers.resample(2, None, *settings()))
+
+
+def test_regenerate_region_redraws_only_the_box(handlers, generated, pipe):
+    from smart3d.editing import REGIONS, region_mask
+
+    parent = generated[-1][-1]
+    before = parent.steps[-1].tokens[0]
+    inside = region_mask(pipe.layout, *REGIONS["top"])
+    outs = list(handlers.regenerate_region("top", 0, 0, 0, 0, 0, 0, parent, *settings(seed=5)))
+    run = outs[-1][-1]
+    after = run.steps[-1].tokens[0]
+    assert run.kind == "region" and torch.equal(after[~inside], before[~inside])
+    assert not torch.equal(after[inside], before[inside])
+    assert "Region top" in run.scan
+    box = list(handlers.regenerate_region("custom box", -1, 1, -1, -0.5, -1, 1, run, *settings(seed=6)))[-1][-1]
+    low = region_mask(pipe.layout, (-1, -1, -1), (1, -0.5, 1))
+    assert torch.equal(box.steps[-1].tokens[0][~low], after[~low]) and int(low[64:].sum()) == 128
+    for region, bounds, words in (("custom box", (0.5, 0.2, -1, 1, -1, 1), "x range 0.5..0.2 has no width"),
+                                  ("custom box", (0.01, 0.02, 0.01, 0.02, 0.01, 0.02), "holds no patch centre"),
+                                  ("inside", (0,) * 6, "Unknown region")):
+        with pytest.raises(gr.Error, match=words):
+            list(handlers.regenerate_region(region, *bounds, run, *settings()))
+
+
+def test_region_edits_of_a_completion_keep_the_scan(handlers, pipe):
+    completed = list(handlers.complete(str(CHAIR_SCAN), "chair", *settings(seed=3)))[-1][-1]
+    tokens, visible = pipe.tokens_of_points(load_scan(CHAIR_SCAN, 2**20).points)
+    again = list(handlers.resample(2, completed, *settings(seed=4)))[-1][-1]
+    edited = list(handlers.regenerate_region("custom box", -1, 1, -1, 1, -1, 1, again, *settings(seed=8)))[-1][-1]
+    final = edited.steps[-1]
+    assert torch.equal(final.tokens[0][visible], tokens[visible])         # the scan survives two edits
+    assert int((final.order[0] > 0).sum()) == 576 - int(visible.sum())    # all else redrawn, even what
+                                                                          # the resample had kept
+
+
 def test_make_scan_plane_cut_and_single_view(handlers):
     d = direction(90, 0)
     visible, hidden = make_scan("chair", 3, "plane", 90, 0, 0.1)
@@ -386,7 +442,7 @@ def client(served):
 def test_api_has_named_endpoints_and_hides_helpers(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/generate", "/complete", "/generate_image", "/replay", "/make_scan",
-                                           "/image"}
+                                           "/image", "/resample", "/regenerate_region"}
     assert api["unnamed_endpoints"] == {}
 
 
@@ -411,6 +467,26 @@ def test_client_replay_returns_the_recorded_tokens(client, pipe):
         assert record["step"] == k and record["seed"] == 5
         assert record["tokens"] == reference[k - 1].tokens[0].tolist()
         assert payload(viewer)["caption"].startswith(f"step {k}/{STEPS}")
+
+
+def test_client_resample_and_regenerate_region_keep_the_kept_tokens(client, pipe):
+    from smart3d.editing import REGIONS, region_mask
+
+    client.predict("table", *settings(seed=21), api_name="/generate")
+    parent = [client.predict(k, "step", api_name="/replay")[1]["tokens"] for k in (2, STEPS)]
+    final = client.predict(2, *settings(seed=22), api_name="/resample")
+    assert len(final[2]) == 6 and any("_resampled_22" in f for f in final[2])
+    first = torch.tensor(client.predict(1, "step", api_name="/replay")[1]["tokens"])
+    kept = torch.tensor(parent[0]) >= 0                                   # what step 2 had committed
+    assert torch.equal(first[kept], torch.tensor(parent[0])[kept])
+    resampled = torch.tensor(client.predict(STEPS, "step", api_name="/replay")[1]["tokens"])
+    assert torch.equal(resampled[kept], torch.tensor(parent[0])[kept])
+
+    final = client.predict("front", 0, 0, 0, 0, 0, 0, *settings(seed=23), api_name="/regenerate_region")
+    assert len(final[2]) == 6
+    inside = region_mask(pipe.layout, *REGIONS["front"])
+    regenerated = torch.tensor(client.predict(STEPS, "step", api_name="/replay")[1]["tokens"])
+    assert torch.equal(regenerated[~inside], resampled[~inside])
 
 
 def test_client_complete_and_make_scan(client):
