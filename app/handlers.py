@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
@@ -47,7 +47,7 @@ from smart3d.sampler import SamplingOptions, Step, empty_tokens
 from .downloads import SessionFiles, write_downloads
 from .inputs import load_scan, make_scan, open_image, write_scan
 from .settings import check_color_mode, options_from_ui, resolve_seed
-from .viewers import scan_preview, step_payload, to_json
+from .viewers import scan_preview, step_payload, surface_voxels, to_json
 
 log = logging.getLogger("smart3d.app")
 
@@ -88,6 +88,7 @@ class Run:
     steps: list[Step]                      # every recorded step, batch of one, no previews
     session: str | None
     files: dict[str, Path] = field(default_factory=dict)
+    surfaces: list = field(default_factory=list)   # each step's forming surface (viewers.surface_voxels, uint8)
     scan: str | None = None                # description of the scan (completion), of the image or of the edit
     labels: torch.Tensor | None = None     # (1,) the class id decoded for (null: none)
     given: torch.Tensor | None = None      # (1, L) bool, the input's given tokens (scan, image): edits keep them
@@ -184,7 +185,7 @@ class Handlers:
 
     def _view(self, run: Run, k: int, color_by: str, key: str) -> str:
         """The viewer value (JSON text) for recorded step ``k`` of ``run``; ``key`` names the drawing."""
-        return to_json(step_payload(run.steps, k, self.empty, self.layout, color_by, key, run.kind))
+        return to_json(step_payload(run.steps, k, self.empty, self.layout, color_by, key, run.kind, run.surfaces))
 
     @staticmethod
     def _settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k, guidance, schedule, policy,
@@ -210,10 +211,13 @@ class Handlers:
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan,
                   labels=condition.labels, given=given)
         pending = None           # a step is sent when the next one exists: the last one goes out with the downloads
-        for step in self.pipe.steps(condition, seed, options):      # the decoding, then any repair rounds
+        # the decoding, then any repair rounds; each step's preview (its belief decoded) becomes the forming
+        # surface drawn in the viewer, kept as at most 2500 voxel indices (not the 32^3 field)
+        for step in self.pipe.steps(condition, seed, replace(options, preview=True)):
             if self.stopping.is_set():
                 raise ShuttingDown()
-            run.steps.append(step)
+            run.surfaces.append(surface_voxels(step.preview[0].numpy()))
+            run.steps.append(replace(step, preview=None))
             if pending is not None:
                 yield pending
             viewer = self._view(run, step.index, color_by, run.run_id)

@@ -35,7 +35,7 @@ class Limits:
 
 
 LIMITS = Limits()
-DEFAULTS = SamplingOptions(preview=False)        # 25 steps, cosine, spatial, all codes, T 0.8 -> 0.5, CFG 5
+DEFAULTS = SamplingOptions()        # the library defaults (the handlers add previews)
 
 
 def _number(name: str, value, lo: float, hi: float, integer: bool) -> float | int:
@@ -56,7 +56,7 @@ def _choice(name: str, value, choices: tuple[str, ...]) -> str:
 
 
 def options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, schedule, policy) -> SamplingOptions:
-    """Checked sampling options from UI values (no preview decoding: the viewer does not use it)."""
+    """Checked sampling options from UI values (the handlers switch previews on for the forming surface)."""
     lim = LIMITS
     opts = SamplingOptions(
         num_steps=_number("Steps", steps, *lim.steps, integer=True),

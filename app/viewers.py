@@ -16,26 +16,33 @@ A payload (``step_payload``) is a dict ``{"key", "kind", "step", "num_steps", "k
 ordinary Plotly figures (``plotly.graph_objects.Figure(payload["scene"])`` works). The viewer
 receives it as a JSON *string* (``to_json``): gradio streams a generator's outputs as diffs, and
 gradio_client 2.7 fails to apply list-shrinking diffs inside nested dicts, while a string is
-simply replaced. To stay small (about 15 kB) a step shows one marker per token (at most 576), no
-meshes, with fixed axis ranges and camera:
+simply replaced. To stay small (under about 100 kB) a step shows at most 2500 surface points and one
+marker per token, no meshes, with fixed axis ranges and camera:
 
-- masked fine tokens: faint grey dots (the region still to decode);
-- given tokens (a partial scan's, the coarse tokens read from an image, or those an edit kept): orange;
-- committed fine tokens: squares coloured by the step that committed them (or by confidence);
-  committed coarse tokens: large open squares in the same colours;
-- tokens committed at this step: red diamonds;
-- committed "empty space" tokens (equal to the tokenizer's empty code) are not drawn.
+- the forming surface: the boundary voxels of the step's belief (the committed tokens, and the
+  model's best guess where still masked, decoded by the tokenizer: ``SamplingOptions.preview``),
+  each coloured by the patch it lies in: grey where that patch is still a guess, orange where it was
+  given (a scan, an image, an edit's kept tokens), by the step that decided it (or its confidence),
+  red where this step decided it;
+- the tokens, an overlay switched on from the legend: masked (grey dots), given (orange), decided
+  (squares coloured by step; coarse tokens as big open squares), this step (red);
+- ``counts`` partitions the L tokens (masked, given, surface, empty space): the caption, the
+  legend and the chart (stacked bars of surface and empty-space tokens per step) use those numbers.
+  Tokens equal to the tokenizer's empty-space code are counted but not drawn.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import plotly
 import torch
 
+from smart3d import geometry as G
 from smart3d.sampler import Step
 from smart3d.tokenizer import TokenLayout
 
@@ -44,6 +51,8 @@ PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.mi
 SCAN_COLOR = "#ff9f1c"
 NEWEST_COLOR = "#e5243b"
 GHOST_COLOR = "#9aa5b1"
+SURFACE_POINTS = 2500          # forming-surface points drawn per step at most
+MIN_SHOW_MS = 150              # the browser keeps each streamed step on screen at least this long
 STEP_SCALE = "Viridis"
 GIVEN_NAMES = {"image": "from image", "resample": "kept", "region": "kept"}   # legend of the given tokens, by run kind
 CONFIDENCE_SCALE = "Cividis"
@@ -75,6 +84,7 @@ CHART_LAYOUT = {
     "showlegend": True,
     "legend": {"orientation": "h", "x": 0.0, "y": 1.18, "font": {"size": 11}},
     "bargap": 0.15,
+    "barmode": "stack",
     "xaxis": {"title": {"text": "step", "standoff": 2}, "tickfont": {"size": 10}, "autorange": False},
     "yaxis": {"title": {"text": "tokens"}, "tickfont": {"size": 10}, "rangemode": "tozero"},
     "yaxis2": {"title": {"text": "entropy (nats)"}, "overlaying": "y", "side": "right",
@@ -82,11 +92,49 @@ CHART_LAYOUT = {
 }
 
 
-def caption(step: int, num_steps: int, known: int, length: int, repair_round: int = 0) -> str:
-    """``step k/T - n/L tokens`` (n: tokens known after step k, given ones included), and the repair
+@dataclass(frozen=True)
+class Counts:
+    """Where the L tokens of a step stand: one partition, used by the caption, the legend and the chart."""
+
+    masked: int          # still masked
+    given: int           # given by the input (scan, image, an edit's kept tokens), not empty space
+    surface: int         # committed by the decoding, not empty space (this step's included)
+    newest: int          # of those, committed at this step
+    empty: int           # known to be empty space (committed or given): not drawn
+
+    @property
+    def known(self) -> int:
+        return self.given + self.surface + self.empty
+
+
+def counts(tokens: np.ndarray, order: np.ndarray, empty: np.ndarray, step: int) -> Counts:
+    masked = order < 0
+    blank = ~masked & (tokens == empty)
+    solid = ~masked & ~blank
+    return Counts(int(masked.sum()), int((solid & (order == 0)).sum()), int((solid & (order > 0)).sum()),
+                  int((solid & (order == step)).sum()), int(blank.sum()))
+
+
+def caption(step: int, num_steps: int, c: Counts, length: int, repair_round: int = 0, given_name: str = "scan") -> str:
+    """``step k/T - n/L tokens known: ...`` with the partition of the L tokens (``Counts``), and the repair
     round a step belongs to (``smart3d.repair``; T then counts the steps up to the end of that round)."""
-    text = f"step {step}/{num_steps} - {known}/{length} tokens"
-    return text + (f" (repair round {repair_round}: loose pieces redrawn)" if repair_round else "")
+    text = (f"step {step}/{num_steps} - {c.known}/{length} tokens known: "
+            + (f"{c.given} {given_name}, " if c.given else "")
+            + f"{c.surface} surface ({c.newest} this step), {c.empty} empty space (not drawn); {c.masked} masked")
+    return text + (f" - repair round {repair_round}: loose pieces redrawn" if repair_round else "")
+
+
+def surface_voxels(field: np.ndarray, limit: int = SURFACE_POINTS) -> np.ndarray:
+    """(N, 3) uint8 grid indices of the voxels on the boundary of the solid ``field > 0.5`` (a (R, R, R)
+    occupancy probability), evenly thinned to at most ``limit``: the forming surface of a step."""
+    solid = np.asarray(field) > 0.5
+    p = np.pad(solid, 1)
+    interior = (solid & p[:-2, 1:-1, 1:-1] & p[2:, 1:-1, 1:-1] & p[1:-1, :-2, 1:-1] & p[1:-1, 2:, 1:-1]
+                & p[1:-1, 1:-1, :-2] & p[1:-1, 1:-1, 2:])
+    ijk = np.argwhere(solid & ~interior)
+    if len(ijk) > limit:
+        ijk = ijk[np.linspace(0, len(ijk) - 1, limit).astype(np.int64)]
+    return ijk.astype(np.uint8)
 
 
 def _xyz(points: np.ndarray) -> dict:
@@ -97,12 +145,35 @@ def _markers(name: str, points: np.ndarray, **marker) -> dict:
     return {"type": "scatter3d", "mode": "markers", "name": name, **_xyz(points), "marker": marker}
 
 
+def _surface_traces(voxels: np.ndarray | None, num_coarse: int, order: np.ndarray, values: np.ndarray, step: int,
+                    color: dict, title: str) -> list[dict]:
+    """The forming surface: the boundary voxels of the step's belief (committed tokens, and the model's
+    best guess where still masked), each coloured by the state of the patch it lies in."""
+    if voxels is None:
+        voxels = np.zeros((0, 3), dtype=np.uint8)
+    xyz = np.round(-1.0 + (voxels.astype(np.float64) + 0.5) * (2.0 / G.GRID), 2)   # to 1/3 of a voxel: small JSON
+    patch = voxels.astype(np.int64) // G.PATCH
+    pos = num_coarse + (patch[:, 0] * G.LATTICE + patch[:, 1]) * G.LATTICE + patch[:, 2]
+    o = order[pos] if len(pos) else np.zeros(0, dtype=np.int64)
+    guess, given, newest = o < 0, o == 0, o == step
+    fixed = (o > 0) & ~newest
+    return [
+        _markers("surface: model's guess", xyz[guess], size=2.5, color=GHOST_COLOR, opacity=0.45),
+        _markers("surface: given", xyz[given], size=3, color=SCAN_COLOR),
+        _markers(f"surface: decided (colour: {title})", xyz[fixed], size=3, color=values[pos[fixed]].tolist(),
+                 showscale=True, colorbar={"title": {"text": title, "side": "right"}, "thickness": 10, "len": 0.6,
+                                           "x": 0.98, "tickfont": {"size": 10}}, **color),
+        _markers("surface: this step", xyz[newest], size=3.5, color=NEWEST_COLOR),
+    ]
+
+
 def _scene(centroids: np.ndarray, num_coarse: int, tokens: np.ndarray, order: np.ndarray,
            confidence: np.ndarray, empty: np.ndarray, step: int, num_steps: int, color_by: str,
-           given_name: str = "scan") -> dict:
-    """Plotly scene for one step: five traces, always in the same order (cheap ``Plotly.react``)."""
+           given_name: str = "scan", voxels: np.ndarray | None = None) -> dict:
+    """Plotly scene for one step: the forming surface (four traces) and the token overlay (four traces,
+    off until picked in the legend), always in the same order (cheap ``Plotly.react``)."""
     L = len(tokens)
-    fine = np.arange(L) >= num_coarse
+    coarse = np.arange(L) < num_coarse
     masked = order < 0
     solid = ~masked & (tokens != empty)
     given = solid & (order == 0)
@@ -114,34 +185,39 @@ def _scene(centroids: np.ndarray, num_coarse: int, tokens: np.ndarray, order: np
         values, scale, lo, hi, title = order, STEP_SCALE, 1, max(num_steps, 1), "step"
     values = np.round(values.astype(np.float64), 3)
     color = {"colorscale": scale, "cmin": lo, "cmax": hi}
-    hover = f"{title} %{{marker.color}}<extra></extra>"
-    traces = [
-        _markers(f"masked ({int((masked & fine).sum())})", centroids[masked & fine], size=2.5,
-                 color=GHOST_COLOR, opacity=0.35),
-        _markers(f"{given_name} ({int(given.sum())})", centroids[given], size=6, color=SCAN_COLOR, symbol="square"),
-        _markers(f"committed ({int((done & fine).sum())})", centroids[done & fine], size=6, symbol="square",
-                 color=values[done & fine].tolist(), showscale=True,
-                 colorbar={"title": {"text": title, "side": "right"}, "thickness": 10, "len": 0.6,
-                           "x": 0.98, "tickfont": {"size": 10}}, **color),
-        _markers("coarse", centroids[done & ~fine], size=22, symbol="square-open",
-                 color=values[done & ~fine].tolist(), opacity=0.6, **color),
-        _markers(f"this step ({int(newest.sum())})", centroids[newest], size=7, symbol="diamond",
-                 color=NEWEST_COLOR),
+    size = np.where(coarse, 14, 5)                                   # coarse tokens: the big open squares
+    symbol = np.where(coarse, "square-open", "square")
+    overlay = dict(visible="legendonly", legendgroup="tokens")
+
+    def tokens_trace(name, sel, **marker):
+        return {**_markers(f"{name} ({int(sel.sum())})", centroids[sel], size=size[sel].tolist(),
+                           symbol=symbol[sel].tolist(), **marker), **overlay}
+
+    traces = _surface_traces(voxels, num_coarse, order, values, step, color, title) + [
+        {**_markers(f"tokens masked ({int(masked.sum())})", centroids[masked], size=np.where(coarse, 4, 2.5)[masked]
+                    .tolist(), color=GHOST_COLOR, opacity=0.35), **overlay},
+        tokens_trace(f"tokens {given_name}", given, color=SCAN_COLOR),
+        tokens_trace("tokens decided", done, color=values[done].tolist(), **color),
+        tokens_trace("tokens this step", newest, color=NEWEST_COLOR),
     ]
     for t in traces:
-        colored = t["name"].startswith(("committed", "coarse"))
-        t["hovertemplate"] = hover if colored else "%{fullData.name}<extra></extra>"
-    traces[0]["hoverinfo"] = "skip"
+        colored = "decided" in t["name"]
+        t["hovertemplate"] = (f"{title} %{{marker.color}}<extra>%{{fullData.name}}</extra>" if colored
+                              else "%{fullData.name}<extra></extra>")
+    traces[0]["hoverinfo"] = traces[4]["hoverinfo"] = "skip"
     return {"data": traces, "layout": SCENE_LAYOUT}
 
 
-def _chart(commits: list[int], entropies: list[float], num_steps: int) -> dict:
-    """Bars: tokens committed per step; line: mean predictive entropy over the masked positions."""
-    x = list(range(1, len(commits) + 1))
+def _chart(surface: list[int], empty: list[int], entropies: list[float], num_steps: int) -> dict:
+    """Stacked bars: tokens committed per step (surface, empty space); line: mean predictive entropy
+    over the masked positions."""
+    x = list(range(1, len(surface) + 1))
     layout = dict(CHART_LAYOUT, xaxis=dict(CHART_LAYOUT["xaxis"], range=[0.5, num_steps + 0.5]))
     return {"data": [
-        {"type": "bar", "name": "tokens committed", "x": x, "y": commits, "marker": {"color": "#5b8def"},
-         "hovertemplate": "step %{x}: %{y} tokens<extra></extra>"},
+        {"type": "bar", "name": "surface tokens", "x": x, "y": surface, "marker": {"color": "#5b8def"},
+         "hovertemplate": "step %{x}: %{y} surface tokens<extra></extra>"},
+        {"type": "bar", "name": "empty-space tokens", "x": x, "y": empty, "marker": {"color": "#c9d3e0"},
+         "hovertemplate": "step %{x}: %{y} empty-space tokens<extra></extra>"},
         {"type": "scatter", "mode": "lines+markers", "name": "mean entropy", "x": x,
          "y": [round(e, 4) for e in entropies], "yaxis": "y2", "line": {"color": NEWEST_COLOR, "width": 2},
          "marker": {"size": 4}, "hovertemplate": "step %{x}: %{y:.3f} nats<extra></extra>"},
@@ -149,20 +225,29 @@ def _chart(commits: list[int], entropies: list[float], num_steps: int) -> dict:
 
 
 def step_payload(steps: list[Step], k: int, empty: torch.Tensor, layout: TokenLayout, color_by: str = "step",
-                 key: str = "", kind: str = "generate") -> dict:
-    """The viewer payload for recorded step ``k`` (1-based) of ``steps`` (batch element 0)."""
+                 key: str = "", kind: str = "generate", surfaces: list[np.ndarray] | None = None) -> dict:
+    """The viewer payload for recorded step ``k`` (1-based) of ``steps`` (batch element 0); ``surfaces``:
+    each step's ``surface_voxels`` (None: the token overlay only)."""
     assert 1 <= k <= len(steps), f"step {k} not recorded (have {len(steps)})"
     s = steps[k - 1]
     T, L = s.num_steps, layout.length
     tokens, order = s.tokens[0].numpy(), s.order[0].numpy()
-    known = int(L - s.mask[0].sum())
-    commits = [int(r.committed[0].sum()) for r in steps[:k]]
+    empty_np = empty.cpu().numpy()
+    c = counts(tokens, order, empty_np, k)
+    surface, blank = [], []
+    for r in steps[:k]:
+        committed = r.committed[0].numpy()
+        blank.append(int((committed & (r.tokens[0].numpy() == empty_np)).sum()))
+        surface.append(int(committed.sum()) - blank[-1])
     entropies = [float(r.entropy[0]) for r in steps[:k]]
+    given_name = GIVEN_NAMES.get(kind, "scan")
+    voxels = surfaces[k - 1] if surfaces is not None and k <= len(surfaces) else None
     scene = _scene(layout.centroids().numpy(), layout.num_coarse, tokens, order, s.confidence[0].numpy(),
-                   empty.cpu().numpy(), k, T, color_by, GIVEN_NAMES.get(kind, "scan"))
+                   empty_np, k, T, color_by, given_name, voxels)
     scene["layout"] = dict(scene["layout"], meta={"key": f"{key}:{k}:{color_by}", "step": k})
-    return {"key": f"{key}:{k}:{color_by}", "kind": kind, "step": k, "num_steps": T, "known": known, "length": L,
-            "caption": caption(k, T, known, L, s.round), "scene": scene, "chart": _chart(commits, entropies, T)}
+    return {"key": f"{key}:{k}:{color_by}", "kind": kind, "step": k, "num_steps": T, "known": c.known, "length": L,
+            "counts": dataclasses.asdict(c), "caption": caption(k, T, c, L, s.round, given_name), "scene": scene,
+            "chart": _chart(surface, blank, entropies, T)}
 
 
 def to_json(payload: dict) -> str:
@@ -178,7 +263,7 @@ def idle_payload(message: str, layout: TokenLayout) -> dict:
     scene = _scene(centroids, layout.num_coarse, none, none, np.zeros(L), np.zeros(L, dtype=np.int64), 0, 1, "step")
     scene["layout"] = dict(scene["layout"], meta={"key": "idle", "step": 0})
     return {"key": "idle", "kind": "idle", "step": 0, "num_steps": 0, "known": 0, "length": L, "caption": message,
-            "scene": scene, "chart": _chart([], [], 25)}
+            "counts": dataclasses.asdict(Counts(L, 0, 0, 0, 0)), "scene": scene, "chart": _chart([], [], [], 25)}
 
 
 def scan_preview(visible: np.ndarray, limit: int = 2000) -> dict:
@@ -221,6 +306,7 @@ const sceneConfig = {displaylogo: false, responsive: true, plotGlPixelRatio: 1,
                      modeBarButtonsToRemove: ['toImage', 'resetCameraLastSave3d']};
 const chartConfig = {displayModeBar: false, responsive: true, staticPlot: true};
 let queue = [], busy = false, lastKey = null;
+const MIN_SHOW_MS = {MIN_SHOW_MS};
 async function draw(v, behind) {
   if (P) {
     await P.react(scene, v.scene.data, v.scene.layout, sceneConfig);
@@ -235,9 +321,12 @@ async function pump() {
   busy = true;
   try {
     while (queue.length) {
-      const v = queue.shift();
+      const v = queue.shift(), t0 = performance.now();
       try { await draw(v, queue.length > 0); } catch (e) { console.error('smart3d viewer:', e); }
       await new Promise(r => requestAnimationFrame(() => r()));   // let the frame reach the screen
+      // every step stays on screen at least MIN_SHOW_MS, so that a fast model's steps can be seen
+      const left = MIN_SHOW_MS - (performance.now() - t0);
+      if (queue.length && left > 0) await new Promise(r => setTimeout(r, left));
     }
   } finally { busy = false; }
 }
@@ -250,7 +339,7 @@ function receive(v) {
 if (!P) { console.error('smart3d viewer: plotly.js did not load'); }
 watch('value', () => receive(props.value));
 receive(props.value);
-"""
+""".replace("{MIN_SHOW_MS}", str(MIN_SHOW_MS))
 
 
 def viewer_head(url: str) -> str:

@@ -322,7 +322,8 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             preview = None
             if options.preview:
                 belief = torch.where(mask, best, tokens)
-                preview = torch.sigmoid(tokenizer.decode(belief)).cpu()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):   # ~6x faster with AMX
+                    preview = torch.sigmoid(tokenizer.decode(belief).float()).cpu()
             yield Step(s, T, tokens.cpu(), mask.cpu(), commit.cpu(), confidence.cpu(), order.cpu(),
                        entropy.cpu(), scale, temp, preview)
     finally:

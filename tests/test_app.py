@@ -27,6 +27,7 @@ from app.downloads import SessionFiles  # noqa: E402
 from app.inputs import load_scan, make_scan  # noqa: E402
 from app.layout import SCANS_DIR  # noqa: E402
 from app.settings import options_from_ui  # noqa: E402
+from app.viewers import SURFACE_POINTS  # noqa: E402
 from app.tiny_weights import write_tiny_weights  # noqa: E402
 from smart3d.export import glb_metadata  # noqa: E402
 from smart3d.pipeline import load_pipeline  # noqa: E402
@@ -124,8 +125,8 @@ def test_generate_yields_one_output_per_step(generated):
     assert len(generated) == STEPS
     views = [payload(out[0]) for out in generated]
     assert [v["step"] for v in views] == list(range(1, STEPS + 1))
-    assert [v["caption"] for v in views] == [f"step {k}/{STEPS} - {v['known']}/576 tokens" for k, v in
-                                             zip(range(1, STEPS + 1), views)]
+    assert [v["caption"].split(" known:")[0] for v in views] == [f"step {k}/{STEPS} - {v['known']}/576 tokens"
+                                                                  for k, v in zip(range(1, STEPS + 1), views)]
     known = [v["known"] for v in views]
     assert known == sorted(known) and known[-1] == 576 and known[0] < 576
     assert all(out[1] == 7 for out in generated)                        # the seed used is shown
@@ -136,19 +137,40 @@ def test_generate_yields_one_output_per_step(generated):
 
 def test_step_payload_is_a_small_plotly_figure(generated):
     for out in generated:
-        assert len(out[0]) < 40_000                                     # bytes of JSON per streamed step
+        assert len(out[0]) < 100_000                                    # bytes of JSON per streamed step
         v = payload(out[0])
         go.Figure(v["scene"])                                           # valid Plotly (raises otherwise)
         go.Figure(v["chart"])
-        markers = sum(len(t["x"]) for t in v["scene"]["data"])
-        assert markers <= 576
+        markers = [len(t["x"]) for t in v["scene"]["data"]]
+        assert sum(markers[:4]) <= SURFACE_POINTS and sum(markers[4:]) <= 576
         assert v["scene"]["layout"]["scene"]["xaxis"]["range"] == [-1.05, 1.05]
         assert v["scene"]["layout"]["uirevision"] == "smart3d"
     last = payload(generated[-1][0])
     names = [t["name"].split(" (")[0] for t in last["scene"]["data"]]
-    assert names == ["masked", "scan", "committed", "coarse", "this step"]
-    assert last["scene"]["data"][0]["x"] == []                          # nothing masked at the end
+    assert names == ["surface: model's guess", "surface: given", "surface: decided", "surface: this step",
+                     "tokens masked", "tokens scan", "tokens decided", "tokens this step"]
+    assert last["scene"]["data"][0]["x"] == [] and last["scene"]["data"][4]["x"] == []   # nothing masked at the end
+    assert len(last["scene"]["data"][2]["x"]) > 0                       # the (solid cube's) surface, decided
+    assert all(t.get("visible") == "legendonly" for t in last["scene"]["data"][4:])   # tokens: an overlay
     assert len(last["chart"]["data"][0]["y"]) == STEPS
+
+
+def test_caption_legend_and_chart_count_the_same_tokens(generated):
+    """One partition of the 576 tokens (masked, given, surface, empty space) in every place it is shown."""
+    run = generated[-1][-1]
+    for k, out in enumerate(generated, start=1):
+        v = payload(out[0])
+        c, data, chart = v["counts"], v["scene"]["data"], v["chart"]["data"]
+        assert c["masked"] + c["given"] + c["surface"] + c["empty"] == 576 and v["known"] == 576 - c["masked"]
+        assert (f"{c['surface']} surface ({c['newest']} this step), {c['empty']} empty space (not drawn); "
+                f"{c['masked']} masked") in v["caption"]
+        legend = {t["name"].split(" (")[0]: int(t["name"].rsplit("(", 1)[1].rstrip(")")) for t in data[4:]}
+        assert legend == {"tokens masked": c["masked"], "tokens scan": c["given"],
+                          "tokens decided": c["surface"] - c["newest"], "tokens this step": c["newest"]}
+        assert [len(t["x"]) for t in data[4:]] == list(legend.values())  # what the legend counts is drawn
+        assert chart[0]["y"][-1] == c["newest"]                          # this step's bar: surface ...
+        assert chart[0]["y"][-1] + chart[1]["y"][-1] == int(run.steps[k - 1].committed.sum())
+        assert sum(chart[0]["y"]) == c["surface"] and sum(chart[0]["y"]) + sum(chart[1]["y"]) == v["known"]
 
 
 def test_same_seed_same_tokens_as_the_library(pipe, generated):
@@ -206,7 +228,7 @@ def test_complete_keeps_the_scan_tokens_fixed(handlers, pipe):
         assert (step.order[0][visible] == 0).all()
     first = payload(outs[0][0])
     assert first["known"] >= int(visible.sum())
-    assert len(first["scene"]["data"][1]["x"]) > 0                      # scan tokens have their own trace
+    assert len(first["scene"]["data"][5]["x"]) > 0                      # scan tokens have their own trace
     assert "already in the canonical frame" in run.scan
 
 
@@ -222,7 +244,7 @@ def test_resample_from_step_k_keeps_what_step_k_had(handlers, generated):
         assert (step.order[0][kept] == 0).all()
     assert not torch.equal(run.steps[-1].tokens, parent.steps[-1].tokens)   # the rest was drawn again
     first = payload(outs[0][0])
-    assert first["scene"]["data"][1]["name"].startswith("kept (")
+    assert first["scene"]["data"][5]["name"].startswith("tokens kept (")
     assert sorted(run.files) == ["glb", "obj", "ply", "points_npy", "points_ply", "stl"]
     assert "_resampled_99" in run.files["glb"].name and glb_metadata(run.files["glb"])["kind"] == "resample"
     with pytest.raises(gr.Error, match="nothing to draw again"):
@@ -452,7 +474,7 @@ def test_client_generate_streams_one_output_per_step(client):
     captions = [payload(out[0])["caption"] for out in job.outputs()]
     assert len(captions) == STEPS
     assert [c.split(" - ")[0] for c in captions] == [f"step {k}/{STEPS}" for k in range(1, STEPS + 1)]
-    assert captions[-1] == f"step {STEPS}/{STEPS} - 576/576 tokens"
+    assert captions[-1].startswith(f"step {STEPS}/{STEPS} - 576/576 tokens known")
     assert final[1] == 11 and len(final[2]) == 6
     glb = next(f for f in final[2] if f.endswith(".glb"))
     assert trimesh.load(glb, force="mesh").is_watertight
@@ -494,7 +516,7 @@ def test_client_complete_and_make_scan(client):
 
     scan = client.predict("mug", 2, "view", 30, 20, 0.0, api_name="/make_scan")
     final = client.predict(handle_file(scan), "mug", *settings(), api_name="/complete")
-    assert payload(final[0])["caption"] == f"step {STEPS}/{STEPS} - 576/576 tokens"
+    assert payload(final[0])["caption"].startswith(f"step {STEPS}/{STEPS} - 576/576 tokens known")
     assert len(final[2]) == 6
 
 
@@ -505,7 +527,7 @@ def test_client_generate_image(client, tmp_path):
     seen, status = client.predict(img, "any", 0.5, api_name="/image")
     assert "disc.png" in status
     final = client.predict(img, "chair", 0.5, *settings(), api_name="/generate_image")
-    assert payload(final[0])["caption"] == f"step {STEPS}/{STEPS} - 576/576 tokens"
+    assert payload(final[0])["caption"].startswith(f"step {STEPS}/{STEPS} - 576/576 tokens known")
     assert any(f.endswith("chair_from_image_7.glb") for f in final[2])
 
 
@@ -533,7 +555,7 @@ def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
         r = httpx.post(f"{client.src.rstrip('/')}/gradio_api/upload", files={"files": ("big.xyz", f)})
     assert r.status_code == 413, r.text
     final = client.predict("chair", *settings(steps=3), api_name="/generate")
-    assert payload(final[0])["caption"] == "step 3/3 - 576/576 tokens"
+    assert payload(final[0])["caption"].startswith("step 3/3 - 576/576 tokens known")
 
 
 def test_api_refuses_wrong_types_and_counts_in_plain_words(client, served, caplog, capfd):
@@ -575,7 +597,7 @@ def test_api_refuses_wrong_types_and_counts_in_plain_words(client, served, caplo
     refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
     assert len(refused) >= 16 and not any(r.exc_info for r in caplog.records)
     final = client.predict(*good, api_name="/generate")                 # still serving
-    assert payload(final[0])["caption"] == "step 2/2 - 576/576 tokens"
+    assert payload(final[0])["caption"].startswith("step 2/2 - 576/576 tokens known")
     assert "Traceback" not in capfd.readouterr().err
 
 

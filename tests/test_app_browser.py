@@ -72,7 +72,7 @@ def decode_and_check(page, button: str) -> None:
                            " && window.smart3dViewer.caption.startsWith(`step ${T}/${T} - `)",
                            arg=[before, DEFAULT_STEPS], timeout=480_000)
     caption = page.inner_text("#step-viewer .s3d-caption")
-    assert caption.startswith(f"step {DEFAULT_STEPS}/{DEFAULT_STEPS} - ") and caption.endswith(" tokens")
+    assert caption.startswith(f"step {DEFAULT_STEPS}/{DEFAULT_STEPS} - 576/576 tokens known: ") and caption.endswith(" 0 masked")
     run = page.evaluate("window.smart3dViewer.last").rsplit(":", 2)[0]
     drawn = {k for k in page.evaluate("window.smart3dViewer.drawn") if k.startswith(run + ":")}
     assert len(drawn) >= 0.8 * DEFAULT_STEPS, f"only {len(drawn)} of {DEFAULT_STEPS} steps were drawn: {sorted(drawn)}"
