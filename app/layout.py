@@ -38,6 +38,14 @@ IMAGES_DIR = ROOT / "assets" / "images"
 EXAMPLE_SCANS = (("chair_plane_cut.ply", "chair"), ("airplane_single_view.xyz", "airplane"),
                  ("mug_single_view.npy", "mug"))
 
+# downloads: whole file names (the mesh PLY and the points PLY differ only at the end), and no remove
+# buttons (gradio's File draws them even when it is not interactive; removing only hid the file)
+PAGE_CSS = """
+#downloads td.filename, #downloads td.filename .stem { white-space: normal; overflow: visible;
+  text-overflow: clip; word-break: break-all; max-width: none; }
+#downloads button[aria-label="Remove this file"] { display: none; }
+"""
+
 MESH_CAMERA = (60, 70, None)      # Model3D orbit camera: azimuth, polar angle (deg), default distance
 
 INTRO = """# SMART-3D: watch a 3D shape being decoded, token by token
@@ -46,15 +54,19 @@ Pick a class, give an image or a partial scan, and press the button: the masked 
 in the viewer as it is computed. Afterwards, replay any step with the slider and download the mesh."""
 
 IMAGE_NOTE = """Give a picture of **one object on a plain background**, seen from the front or side and from
-above (renders like the examples work best; it was trained only on renders of this project's 12
-procedural classes, so photos of real objects are a long shot). A small image encoder reads the
-object's class and the 64 coarse tokens of its rough shape; the transformer then draws the fine
-tokens around them. The picture below is what the encoder sees."""
+above. A small image encoder reads its class and the 64 coarse tokens of its rough shape; the
+transformer draws the rest."""
+
+IMAGE_MORE = """The encoder was trained only on renders of this project's 12 procedural classes, so renders
+like the examples work best and photos of real objects are a long shot. "What the encoder sees" is
+the image as the encoder gets it (cropped to the object, 64 x 64)."""
 
 SCAN_NOTE = """Upload a point cloud or mesh (`.ply .obj .off .stl .glb .xyz .npy .npz .pcd`), pick an
-example, or make a scan from a benchmark shape below. Clouds inside [-1, 1]^3 are used as they
-are; others are moved into the unit box by their own bounding box (a partial scan's box is smaller
-than the whole shape's, so the completion may come out larger)."""
+example, or make a scan from a benchmark shape below; its observed patches are kept as they are."""
+
+SCAN_MORE = """Clouds inside [-1, 1]^3 are used as they are; others are moved into the unit box by their
+own bounding box (a partial scan's box is smaller than the whole shape's, so the completion may
+come out larger). The canonical frame has y up and the front towards +z."""
 
 
 EDIT_NOTE = """Change the last shape without starting over (new seed from Settings; both stream like a run):
@@ -84,9 +96,12 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                         class_name = gr.Dropdown(list(CLASSES), value="chair", label="Class")
                         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     with gr.Tab("Image", id="image"):
+                        # the input and the button first: with the viewer, in view on a 1366 x 768 screen
                         gr.Markdown(IMAGE_NOTE, elem_id="image-note")
                         image_file = gr.File(label="Image (PNG, JPEG, WebP, BMP)", file_types=["image"],
-                                             elem_id="image-file")
+                                             elem_id="image-file", height=120)
+                        image_btn = gr.Button("Generate from image", variant="primary", elem_id="image-btn")
+                        image_status = gr.Markdown(elem_id="image-status")
                         if image_examples:
                             gr.Examples(image_examples, inputs=[image_file], label="Example images (click one)",
                                         example_labels=[Path(f).stem.replace("_", " ") for (f,) in image_examples],
@@ -100,17 +115,21 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                                 confidence = gr.Slider(0.0, 1.0, value=DEFAULT_IMAGE_CONFIDENCE, step=0.05,
                                                        label="Give coarse tokens read with at least this confidence",
                                                        info="1: give none (class only); 0: give all 64")
-                        image_status = gr.Markdown(elem_id="image-status")
-                        image_btn = gr.Button("Generate from image", variant="primary", elem_id="image-btn")
+                        with gr.Accordion("More about images", open=False):
+                            gr.Markdown(IMAGE_MORE)
                     with gr.Tab("Partial scan", id="scan"):
                         gr.Markdown(SCAN_NOTE)
-                        scan_file = gr.File(label="Partial scan", file_types=list(SCAN_EXTENSIONS), elem_id="scan-file")
+                        scan_file = gr.File(label="Partial scan", file_types=list(SCAN_EXTENSIONS), elem_id="scan-file",
+                                            height=120)
                         scan_class = gr.Dropdown([ANY_CLASS, *CLASSES], value=ANY_CLASS, label="Class (optional)",
                                                  info="'any' completes without a class")
+                        complete_btn = gr.Button("Complete", variant="primary", elem_id="complete-btn")
+                        scan_info = gr.Markdown(elem_id="scan-info")
                         if examples:
                             gr.Examples(examples, inputs=[scan_file, scan_class], label="Example scans (click one)",
                                         example_labels=[f"{Path(f).name} ({c})" for f, c in examples],
                                         cache_examples=False, elem_id="scan-examples")
+                        scan_plot = gr.Plot(label="What the scan sees", elem_id="scan-preview")
                         with gr.Accordion("Make a scan from a benchmark shape", open=False, elem_id="make-scan"):
                             with gr.Row():
                                 bench_class = gr.Dropdown(list(CLASSES), value="chair", label="Class")
@@ -122,9 +141,8 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                                 elevation = gr.Slider(-90, 90, value=25, step=5, label="Elevation (deg)")
                             offset = gr.Slider(-0.9, 0.9, value=0.0, step=0.05, label="Cut offset (plane only)")
                             make_btn = gr.Button("Make scan", elem_id="make-scan-btn")
-                        scan_plot = gr.Plot(label="What the scan sees", elem_id="scan-preview")
-                        scan_info = gr.Markdown(elem_id="scan-info")
-                        complete_btn = gr.Button("Complete", variant="primary", elem_id="complete-btn")
+                        with gr.Accordion("More about scans", open=False):
+                            gr.Markdown(SCAN_MORE)
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     with gr.Row():
                         seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=2**31 - 1)
@@ -172,8 +190,9 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                 mesh_view = gr.Model3D(label="Final mesh", elem_id="mesh-viewer", height=380, interactive=False,
                                        camera_position=MESH_CAMERA)
                 seed_used = gr.Number(label="Seed used", interactive=False, precision=0)
-                downloads = gr.File(label="Downloads: mesh (GLB, OBJ, STL, PLY), 2048 points (PLY, NPY)",
-                                    file_count="multiple", interactive=False, elem_id="downloads")
+                downloads = gr.File(label="Downloads: the mesh (.glb .obj .stl _mesh.ply) and 2048 surface points "
+                                          "(_points.ply _points.npy)", file_count="multiple", interactive=False,
+                                    elem_id="downloads")
                 with gr.Accordion("Step record (tokens of the replayed step)", open=False):
                     record = gr.JSON(label="Step record")
 
@@ -254,7 +273,7 @@ def forget_sessions(demo: gr.Blocks, h: Handlers, gone: list[str]) -> list[str]:
 
 def launch_options(config: AppConfig = AppConfig()) -> dict:
     """``demo.launch`` arguments that belong with ``build_demo`` (never ``share``)."""
-    return {"max_file_size": f"{config.max_file_mb:g}mb", "allowed_paths": [str(SCANS_DIR), str(IMAGES_DIR)],
+    return {"max_file_size": f"{config.max_file_mb:g}mb", "css": PAGE_CSS, "allowed_paths": [str(SCANS_DIR), str(IMAGES_DIR)],
             "show_error": False, "share": False,
             "app_kwargs": {"middleware": [Middleware(RequestGuard)]},    # checks every API call (app.guard)
             # gradio's self-check after start (a HEAD request with a 3 s timeout) fails on a busy machine

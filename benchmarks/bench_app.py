@@ -8,7 +8,8 @@
 2. In headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright): the app is
    launched, a ``plotly_afterplot`` listener is injected into the step viewer's Plotly div, and
    Generate is clicked with the default settings. Reported: the fraction of the run's steps that
-   were drawn (distinct step keys seen by ``plotly_afterplot``; target >= 80%), seconds from the
+   were drawn (distinct step keys seen by ``plotly_afterplot``; target >= 80%) and that stayed on
+   screen at least 100 ms until the next step replaced them (target 100%), seconds from the
    click to the first drawn step, to the last drawn step and to the final mesh showing in the mesh
    viewer (a ``canvas`` in it).
 3. ``--compare-gr-plot``: the same recorded steps streamed at the same pace into a plain
@@ -43,7 +44,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 DEFAULTS = dict(class_name="chair", seed=0, randomize_seed=True, steps=25, temperature_start=0.8,
-                temperature_end=0.5, top_k=10, guidance=3.0, schedule="cosine", policy="spatial", color_by="step")
+                temperature_end=0.5, top_k=0, guidance=2.0, schedule="cosine", policy="spatial", color_by="step")
+VISIBLE_MS = 100           # a step counts as seen when it stayed on screen at least this long
 
 # Injected into the page: every Plotly redraw of the step viewer, with the step key it showed.
 HOOK_VIEWER = """() => {
@@ -134,7 +136,16 @@ def summarize_draws(draws: list[dict], t0: float, run_prefix: str | None, steps:
     step_of = [int(d["key"].split(":")[-2]) for d in mine]
     seen = set(step_of) & set(range(1, steps + 1))
     last = [d["t"] for d, k in zip(mine, step_of) if k == steps]
+    # how long each step stayed on screen: until the next redraw showed another step (the last one: for good)
+    shown: dict[int, float] = {}
+    for i, (d, k) in enumerate(zip(mine, step_of)):
+        nxt = next((e["t"] for e, j in zip(mine[i + 1:], step_of[i + 1:]) if j != k), float("inf"))
+        shown[k] = max(shown.get(k, 0.0), nxt - d["t"])
+    visible = [k for k in range(1, steps + 1) if shown.get(k, 0.0) >= VISIBLE_MS]
+    durations = sorted(v for k, v in shown.items() if v != float("inf"))
     return {"steps_drawn": len(seen), "fraction_drawn": len(seen) / steps, "redraws": len(mine),
+            "fraction_visible": len(visible) / steps,
+            "shortest_on_screen_ms": round(durations[0], 1) if durations else None,
             "click_to_first_draw_s": (min(d["t"] for d in mine) - t0) / 1000 if mine else None,
             "click_to_last_step_drawn_s": (max(last) - t0) / 1000 if last else None}
 
@@ -230,6 +241,7 @@ def main(args: argparse.Namespace) -> None:
     if not args.no_browser:
         rows = bench_browser(pipe, args.runs)
         result["browser"] = {"runs": rows, "fraction_drawn_min": min(r["fraction_drawn"] for r in rows),
+                             "fraction_visible_min": min(r["fraction_visible"] for r in rows),
                              "click_to_mesh_shown_s_median": statistics.median(r["click_to_mesh_shown_s"]
                                                                                for r in rows)}
         if args.compare_gr_plot:
@@ -243,7 +255,8 @@ def main(args: argparse.Namespace) -> None:
         print(f"  {k:<46}{server[k]:>10.3f}" if isinstance(server[k], float) else f"  {k:<46}{server[k]:>10}")
     if "browser" in result:
         print(f"{'headless Chromium, per run':<48}" + "".join(f"{'run ' + str(i + 1):>10}" for i in range(len(rows))))
-        for k in ("fraction_drawn", "steps_drawn", "redraws", "click_to_first_draw_s", "click_to_last_step_drawn_s",
+        for k in ("fraction_drawn", "fraction_visible", "shortest_on_screen_ms", "steps_drawn", "redraws",
+                  "click_to_first_draw_s", "click_to_last_step_drawn_s",
                   "click_to_mesh_shown_s"):
             cells = (f"{r[k]:>10.2f}" if isinstance(r[k], float) else f"{str(r[k]):>10}" for r in rows)
             print(f"  {k:<46}" + "".join(cells))

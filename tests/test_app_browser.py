@@ -6,6 +6,9 @@ as a watertight mesh. Runs on tiny random weights whose decoder is pinned to a s
 Saves a screenshot of the Class tab to ``$SMART3D_SCREENSHOT`` (default: the temp folder); the
 README's ``assets/app_screenshot.png`` is refreshed with
 ``SMART3D_SCREENSHOT=assets/app_screenshot.png python -m pytest tests/test_app_browser.py -k class_tab``.
+Replaying steps 5, 15 and 25 must show the forming surface; the strip of those three views goes to
+``$SMART3D_STRIP``, and the README's ``assets/forming_strip.png`` is made with the shipped weights:
+``SMART3D_APP_WEIGHTS=weights SMART3D_STRIP=assets/forming_strip.png python -m pytest tests/test_app_browser.py -k "class_tab or forming"``.
 """
 
 import io
@@ -25,6 +28,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = Path(os.environ.get("SMART3D_SCREENSHOT", Path(tempfile.gettempdir()) / "smart3d_app_screenshot.png"))
+STRIP = Path(os.environ.get("SMART3D_STRIP", Path(tempfile.gettempdir()) / "smart3d_forming_strip.png"))
+WEIGHTS = os.environ.get("SMART3D_APP_WEIGHTS")       # e.g. "weights": the shipped model (for the README strip)
 DEFAULT_STEPS = 25
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -40,7 +45,7 @@ def app_url(tmp_path_factory):
     # Plumbing test: tiny weights whose decoder is pinned to a solid, so the mesh viewer has a shape
     # to show whatever the sampled tokens. The shipped (barely trained) model can decode to small
     # fragments; tests/test_shipped_weights.py checks those weights at a fixed seed.
-    weights = write_tiny_weights(tmp_path_factory.mktemp("weights"))
+    weights = WEIGHTS or write_tiny_weights(tmp_path_factory.mktemp("weights"))
     config = AppConfig()
     demo = build_demo(load_pipeline(weights, "cpu"), config)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=None, quiet=True, **launch_options(config))
@@ -72,7 +77,7 @@ def decode_and_check(page, button: str) -> None:
                            " && window.smart3dViewer.caption.startsWith(`step ${T}/${T} - `)",
                            arg=[before, DEFAULT_STEPS], timeout=480_000)
     caption = page.inner_text("#step-viewer .s3d-caption")
-    assert caption.startswith(f"step {DEFAULT_STEPS}/{DEFAULT_STEPS} - 576/576 tokens known: ") and caption.endswith(" 0 masked")
+    assert caption.startswith(f"step {DEFAULT_STEPS}/{DEFAULT_STEPS} - 576/576 tokens known: ") and "; 0 masked" in caption
     run = page.evaluate("window.smart3dViewer.last").rsplit(":", 2)[0]
     drawn = {k for k in page.evaluate("window.smart3dViewer.drawn") if k.startswith(run + ":")}
     assert len(drawn) >= 0.8 * DEFAULT_STEPS, f"only {len(drawn)} of {DEFAULT_STEPS} steps were drawn: {sorted(drawn)}"
@@ -108,6 +113,70 @@ def test_class_tab(page):
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOT), full_page=False)
     assert page.errors == []
+
+
+def scene_shot(page):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(page.locator("#step-viewer .s3d-scene").screenshot())).convert("RGB")
+
+
+def test_forming_surface_is_drawn_at_steps_5_15_25(page):
+    """After the Class tab's run: replaying steps 5, 15 and 25 draws the forming surface (points coloured
+    by step over a blank scene); the three views are saved side by side."""
+    from PIL import Image
+
+    run = page.evaluate("window.smart3dViewer.last").rsplit(":", 2)[0].removesuffix("-replay")
+    shots = []
+    for k in (5, 15, DEFAULT_STEPS):
+        box = page.locator("#step-slider input[type=number]")
+        box.fill(str(k))
+        box.press("Enter")
+        page.wait_for_function("(key) => window.smart3dViewer.last === key", arg=f"{run}-replay:{k}:step",
+                               timeout=120_000)
+        page.wait_for_timeout(1500)                                    # the WebGL frame after Plotly.react
+        shot = scene_shot(page)
+        pixels = np.asarray(shot.convert("L")).astype(float)
+        drawn = (np.abs(pixels - np.median(pixels)) > 30).mean()
+        assert drawn > 0.01, f"step {k}: the scene looks empty ({100 * drawn:.2f}% of pixels drawn)"
+        assert page.inner_text("#step-viewer .s3d-caption").startswith(f"step {k}/")
+        shots.append(shot)
+    strip = Image.new("RGB", (sum(s.width for s in shots), max(s.height for s in shots)), "white")
+    x = 0
+    for s in shots:
+        strip.paste(s, (x, 0))
+        x += s.width
+    STRIP.parent.mkdir(parents=True, exist_ok=True)
+    strip.save(STRIP)
+    assert page.errors == []
+
+
+def test_downloads_show_whole_names_and_no_remove_buttons(page):
+    """After the Class tab's run: every download row shows its whole name (mesh and points PLY tell
+    apart) and no button that would remove it from the list."""
+    rows = page.evaluate("""() => [...document.querySelectorAll('#downloads td.filename')].map(td => ({
+        name: td.getAttribute('aria-label'), text: td.innerText.replace(/\\s+/g, ''),
+        clipped: td.scrollWidth > td.clientWidth + 1}))""")
+    assert len(rows) == 6 and all(r["text"] == r["name"] and not r["clipped"] for r in rows), rows
+    assert any(r["name"].endswith("_mesh.ply") for r in rows) and any(r["name"].endswith("_points.ply") for r in rows)
+    assert page.locator('#downloads button[aria-label="Remove this file"]:visible').count() == 0
+
+
+@pytest.mark.parametrize("tab, button", [("Class", "#generate-btn"), ("Image", "#image-btn"),
+                                         ("Partial scan", "#complete-btn")])
+def test_input_button_and_viewer_in_view_at_1366x768(page, tab, button):
+    page.set_viewport_size({"width": 1366, "height": 768})
+    try:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(300)
+        btn = page.locator(button).bounding_box()
+        scene = page.locator("#step-viewer .s3d-scene").bounding_box()
+        assert btn is not None and btn["y"] >= 0 and btn["y"] + btn["height"] <= 768, f"{tab}: button at {btn}"
+        visible = min(scene["y"] + scene["height"], 768) - max(scene["y"], 0)
+        assert visible >= 0.75 * scene["height"], f"{tab}: only {visible:.0f} px of the viewer in view ({scene})"
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def test_partial_scan_tab(page):
