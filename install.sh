@@ -15,7 +15,8 @@ fi
 PIP="python -m pip install -q --disable-pip-version-check"
 $PIP torch==2.13.0                                    # first: the pin picks the CPU wheel here
 $PIP -r requirements.txt
-$PIP "PyOpenGL==3.1.10"                               # after pyrender, which pins 3.1.0 (breaks OSMesa)
+$PIP --no-deps pyrender==0.1.45                       # its dependencies are in requirements.txt, with a
+                                                      # PyOpenGL that works (its pin, 3.1.0, breaks OSMesa)
 $PIP --no-deps --no-build-isolation -e .                # smart3d importable from anywhere
 if [ "$mode" = test ]; then $PIP -r requirements-test.txt; fi
 echo "smart3d: install ($mode) done"
