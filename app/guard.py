@@ -31,6 +31,7 @@ import math
 import re
 
 import gradio as gr
+from gradio_client.utils import is_valid_file
 
 log = logging.getLogger("smart3d.app")
 
@@ -72,6 +73,10 @@ def _check_value(block, value, where: str, name: str) -> None:
     elif isinstance(block, gr.File):
         ok, kind = (isinstance(value, dict) and isinstance(value.get("path"), str),
                     "an uploaded file ({\"path\": ..., \"meta\": {\"_type\": \"gradio.FileData\"}})")
+        # the type gradio's File checks when it converts the input: a failed check there, in an event with a
+        # validator, reaches gradio_client as a bare HTTP 400, so it is made here, in words
+        if ok and block.file_types and not is_valid_file(value["path"], block.file_types):
+            ok, kind = False, "a file of one of these types: " + ", ".join(block.file_types)
     else:
         return
     if not ok:

@@ -269,6 +269,34 @@ class Handlers:
         yield from self._decode("complete", class_name, condition, seed, options, color_by, self._session(request),
                                 scan.describe(), given=condition.known)
 
+    # ---- checks before a decoding is queued (gradio event validators) ------------------------------
+    # A missing or unreadable upload is marked on its own input, in plain words; nothing else on the
+    # page changes and no error piles up. (API callers get the same message as the event's error.)
+
+    def check_scan_input(self, scan_file, *rest) -> list[dict]:
+        """Validator of ``complete``: the scan must be given and readable (the first input)."""
+        message = ""
+        if scan_file is None:
+            message = "Upload a scan, click an example or make one from a benchmark shape first."
+        else:
+            try:
+                load_scan(scan_file, self.config.max_file_bytes, self.config.max_points)
+            except ValueError as err:
+                message = str(err)
+        return [gr.validate(not message, message)] + [gr.validate(True, "") for _ in rest]
+
+    def check_image_input(self, image_file, *rest) -> list[dict]:
+        """Validator of ``generate_image``: the image must be given and readable (the first input)."""
+        message = ""
+        if image_file is None:
+            message = "Upload an image or click an example first."
+        else:
+            try:
+                open_image(image_file, self.config.max_file_bytes)
+            except ValueError as err:
+                message = str(err)
+        return [gr.validate(not message, message)] + [gr.validate(True, "") for _ in rest]
+
     # ---- after decoding -----------------------------------------------------------------------
 
     @staticmethod

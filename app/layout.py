@@ -203,16 +203,16 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         light = dict(concurrency_id="light", concurrency_limit=config.light_concurrency)
 
         play = play_btn.click(h.play, [color_by, run], [viewer, step_slider], api_visibility="private", **light)
-        for button, fn, inputs, name in ((generate_btn, h.generate, [class_name, *settings], "generate"),
-                                         (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete"),
-                                         (image_btn, h.generate_image, [image_file, image_class, confidence, *settings],
-                                          "generate_image"),
-                                         (resample_btn, h.resample, [step_slider, run, *settings], "resample"),
-                                         (region_btn, h.regenerate_region, [region, *bounds, run, *settings],
-                                          "regenerate_region")):
+        for button, fn, inputs, name, check in (
+                (generate_btn, h.generate, [class_name, *settings], "generate", None),
+                (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete", h.check_scan_input),
+                (image_btn, h.generate_image, [image_file, image_class, confidence, *settings], "generate_image",
+                 h.check_image_input),
+                (resample_btn, h.resample, [step_slider, run, *settings], "resample", None),
+                (region_btn, h.regenerate_region, [region, *bounds, run, *settings], "regenerate_region", None)):
             button.click(None, None, mesh_view, js="() => null", queue=False)    # in the browser only
             # a Model3D value sent only in a stream's last yield never renders: set it afterwards
-            button.click(fn, inputs, stream_out, api_name=name, cancels=[play], **decode).success(
+            button.click(fn, inputs, stream_out, api_name=name, cancels=[play], validator=check, **decode).success(
                 h.show_mesh, run, mesh_view, api_visibility="private", **light)
 
         region.input(region_bounds, region, bounds, api_visibility="private", queue=False)

@@ -262,6 +262,7 @@ def idle_payload(message: str, layout: TokenLayout) -> dict:
     none = np.full(L, -1)
     scene = _scene(centroids, layout.num_coarse, none, none, np.zeros(L), np.zeros(L, dtype=np.int64), 0, 1, "step")
     scene["layout"] = dict(scene["layout"], meta={"key": "idle", "step": 0})
+    scene["data"][4]["visible"] = True                     # before a run: the 576 masked tokens, in view
     return {"key": "idle", "kind": "idle", "step": 0, "num_steps": 0, "known": 0, "length": L, "caption": message,
             "counts": dataclasses.asdict(Counts(L, 0, 0, 0, 0)), "scene": scene, "chart": _chart([], [], [], 25)}
 

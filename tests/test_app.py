@@ -542,11 +542,14 @@ def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
     for name, words in BAD_SCANS:
         if name == "big.xyz":                    # the client refuses it before uploading (max_file_size)
             words = "exceeds the maximum file size"
-        if name == "scan.txt":                   # gradio checks the File component's file_types first
-            words = "Invalid file type"
+        if name == "scan.txt":                   # the File component's file_types, checked by app.guard
+            words = "must be a file of one of these types: .xyz"
         refused(words, handle_file(str(bad_files / name)), "any", *settings(), api_name="/complete")
     refused("not an image we can read", handle_file(str(bad_files / "not_an_image.png")), "any", 0.5,
             api_name="/image")
+    refused("image_file: .*not an image we can read", handle_file(str(bad_files / "not_an_image.png")), "any", 0.5,
+            *settings(), api_name="/generate_image")          # the event validator, before the queue
+    refused("scan_file: Upload a scan", None, "any", *settings(), api_name="/complete")
     refused("not in the list of choices", "dragon", *settings(), api_name="/generate")
     refused("less than minimum value 1", "chair", *settings(steps=0), api_name="/generate")
     refused("greater than maximum value 10", "chair", *settings(guidance=50), api_name="/generate")

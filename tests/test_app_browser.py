@@ -179,6 +179,24 @@ def test_input_button_and_viewer_in_view_at_1366x768(page, tab, button):
         page.set_viewport_size({"width": 1400, "height": 1000})
 
 
+def test_a_missing_input_is_marked_on_that_input_only(page):
+    """Complete without a scan, then Generate from image without an image: each message sits on its own
+    upload; no output (viewer, slider, seed, downloads) gets an error badge and no error toast piles up."""
+    for tab, button, target, words in (("Partial scan", "#complete-btn", "scan-file", "Upload a scan"),
+                                       ("Image", "#image-btn", "image-file", "Upload an image")):
+        page.get_by_role("tab", name=tab).click()
+        page.click(button)
+        page.wait_for_function("(id) => document.querySelector(`#${id} .validation-error`)", arg=target,
+                               timeout=60_000)
+        marked = page.evaluate("""() => [...document.querySelectorAll('.validation-error, .error')]
+            .filter(e => e.offsetParent !== null || e.closest('[id]')).map(e => [(e.closest('[id]') || {}).id,
+            e.innerText])""")
+        assert [m for m in marked if m[0] != "scan-file" and m[0] != "image-file"] == [], marked
+        assert any(m[0] == target and words in m[1] for m in marked), marked
+    assert page.locator(".toast-body").count() == 0
+    page.get_by_role("tab", name="Class").click()
+
+
 def test_partial_scan_tab(page):
     page.get_by_role("tab", name="Partial scan").click()
     page.get_by_text("chair_plane_cut.ply (chair)").click()             # an example scan
