@@ -273,29 +273,26 @@ class Handlers:
     # A missing or unreadable upload is marked on its own input, in plain words; nothing else on the
     # page changes and no error piles up. (API callers get the same message as the event's error.)
 
-    def check_scan_input(self, scan_file, *rest) -> list[dict]:
-        """Validator of ``complete``: the scan must be given and readable (the first input)."""
-        message = ""
-        if scan_file is None:
-            message = "Upload a scan, click an example or make one from a benchmark shape first."
-        else:
+    @staticmethod
+    def _check_upload(file, missing: str, read, rest) -> list[dict]:
+        """``gr.validate`` per input: the first (``file``) given and readable by ``read``, the others as they are."""
+        message = missing if file is None else ""
+        if file is not None:
             try:
-                load_scan(scan_file, self.config.max_file_bytes, self.config.max_points)
+                read(file)
             except ValueError as err:
                 message = str(err)
         return [gr.validate(not message, message)] + [gr.validate(True, "") for _ in rest]
 
+    def check_scan_input(self, scan_file, *rest) -> list[dict]:
+        """Validator of ``complete``: the scan (its first input) must be given and readable."""
+        return self._check_upload(scan_file, "Upload a scan, click an example or make one from a benchmark shape first.",
+                                  lambda f: load_scan(f, self.config.max_file_bytes, self.config.max_points), rest)
+
     def check_image_input(self, image_file, *rest) -> list[dict]:
-        """Validator of ``generate_image``: the image must be given and readable (the first input)."""
-        message = ""
-        if image_file is None:
-            message = "Upload an image or click an example first."
-        else:
-            try:
-                open_image(image_file, self.config.max_file_bytes)
-            except ValueError as err:
-                message = str(err)
-        return [gr.validate(not message, message)] + [gr.validate(True, "") for _ in rest]
+        """Validator of ``generate_image``: the image (its first input) must be given and readable."""
+        return self._check_upload(image_file, "Upload an image or click an example first.",
+                                  lambda f: open_image(f, self.config.max_file_bytes), rest)
 
     # ---- after decoding -----------------------------------------------------------------------
 
