@@ -41,8 +41,9 @@ EXAMPLE_SCANS = (("chair_plane_cut.ply", "chair"), ("airplane_single_view.xyz", 
 # downloads: whole file names (the mesh PLY and the points PLY differ only at the end), and no remove
 # buttons (gradio's File draws them even when it is not interactive; removing only hid the file)
 PAGE_CSS = """
-#downloads td.filename, #downloads td.filename .stem { white-space: normal; overflow: visible;
-  text-overflow: clip; word-break: break-all; max-width: none; }
+#downloads td.filename { display: block; white-space: normal; overflow: visible; word-break: break-all;
+  max-width: none; }
+#downloads td.filename span { display: inline; white-space: normal; overflow: visible; text-overflow: clip; }
 #downloads button[aria-label="Remove this file"] { display: none; }
 """
 
