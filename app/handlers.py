@@ -46,7 +46,7 @@ from smart3d.sampler import SamplingOptions, Step, empty_tokens
 
 from .downloads import SessionFiles, write_downloads
 from .inputs import load_scan, make_scan, open_image, write_scan
-from .settings import check_color_mode, options_from_ui, resolve_seed
+from .settings import check_color_mode, compare_options, options_from_ui, resolve_seed
 from .viewers import scan_preview, step_payload, surface_voxels, to_json
 
 log = logging.getLogger("smart3d.app")
@@ -385,6 +385,47 @@ class Handlers:
         what = f"Region {region} ({box}) of run {run.run_id} (seed {run.seed}) drawn again, the rest kept."
         yield from self._decode("region", run.class_name, condition, seed, options, color_by, self._session(request),
                                 what, given=run.given)
+
+    # ---- two settings side by side ---------------------------------------------------------------
+
+    @user_errors
+    def compare(self, class_name: str, setting: str, value_a, value_b, seed: float, randomize_seed: bool,
+                steps: float, temperature_start: float, temperature_end: float, top_k: float, guidance: float,
+                schedule: str, policy: str, color_by: str, request: gr.Request = None):
+        """Decode one class twice with the same seed, ``setting`` (``settings.COMPARABLE``) set to ``value_a``
+        and to ``value_b`` (everything else from Settings), the two decodings streamed side by side:
+        yields (viewer A, viewer B, a line on the two runs), one per step of the longer one."""
+        check_class(class_name)
+        seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
+                                                 guidance, schedule, policy, color_by)
+        sides = [compare_options(options, setting, v) for v in (value_a, value_b)]
+        session = self._session(request)
+        condition = self.pipe.condition(class_name)
+        runs = [Run(uuid.uuid4().hex[:12], "generate", class_name, seed, o, [], session) for o, _ in sides]
+        streams = [self.pipe.steps(condition, seed, replace(o, preview=True)) for o, _ in sides]
+        with self.files.active(session):
+            try:
+                while streams[0] is not None or streams[1] is not None:
+                    views = []
+                    for i, (run, (_, label)) in enumerate(zip(runs, sides)):
+                        step = next(streams[i], None) if streams[i] is not None else None
+                        if step is None:
+                            streams[i] = None
+                            views.append(gr.skip())
+                            continue
+                        if self.stopping.is_set():
+                            raise ShuttingDown()
+                        run.surfaces.append(surface_voxels(step.preview[0].numpy()))
+                        run.steps.append(replace(step, preview=None))
+                        payload = step_payload(run.steps, step.index, self.empty, self.layout, color_by,
+                                               f"{run.run_id}-{'ab'[i]}", "generate", run.surfaces)
+                        payload["caption"] = f"{'AB'[i]}: {label} - {payload['caption']}"
+                        views.append(to_json(payload))
+                    if streams[0] is None and streams[1] is None:
+                        break
+                    yield (*views, f"{class_name}, seed {seed}: A = {sides[0][1]}, B = {sides[1][1]}")
+            finally:
+                release_memory()
 
     def show_mesh(self, run: Run | None) -> str | None:
         """The GLB of the last run, for the mesh viewer (set after the stream: see layout)."""

@@ -27,7 +27,7 @@ from .downloads import SessionFiles
 from .guard import RequestGuard
 from .handlers import ANY_CLASS, CUSTOM_BOX, AppConfig, Handlers
 from .inputs import SCAN_EXTENSIONS, SCAN_METHODS
-from .settings import COLOR_MODES, DEFAULTS, LIMITS
+from .settings import COLOR_MODES, COMPARABLE, DEFAULTS, LIMITS
 from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_payload, to_json, viewer_head
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,12 @@ come out larger). The canonical frame has y up and the front towards +z."""
 EDIT_NOTE = """Change the last shape without starting over (new seed from Settings; both stream like a run):
 **resample** keeps what the replayed step had committed and draws the rest again; **regenerate** draws
 only the tokens inside a box again (the canonical box is -1..1 on each axis, y up, front towards +z)."""
+
+
+COMPARE_NOTE = """Decode the Class tab's class twice with the same seed, one setting different: for example
+guidance 1 against 4, temperature `0.8 0.5` against `1` (start and end, or one for both), 10 steps
+against 50, or two schedules or commit policies (names as in Settings). Everything else comes from
+Settings."""
 
 
 def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handlers | None = None) -> gr.Blocks:
@@ -197,6 +203,21 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                 with gr.Accordion("Step record (tokens of the replayed step)", open=False):
                     record = gr.JSON(label="Step record")
 
+        # ---- two settings side by side ----
+        with gr.Accordion("Compare two settings (same class and seed, side by side)", open=False, elem_id="compare"):
+            gr.Markdown(COMPARE_NOTE)
+            with gr.Row():
+                compare_setting = gr.Dropdown(list(COMPARABLE), value="guidance", label="Setting", scale=1)
+                value_a = gr.Textbox("1", label="A", scale=1, elem_id="compare-a")
+                value_b = gr.Textbox("4", label="B", scale=1, elem_id="compare-b")
+                compare_btn = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-btn")
+            compare_info = gr.Markdown(elem_id="compare-info")
+            with gr.Row():
+                viewers_ab = [gr.HTML(to_json(idle_payload(f"{side}: press Compare.", pipe.layout)),
+                                      html_template=VIEWER_TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
+                                      apply_default_css=False, elem_id=f"compare-viewer-{side.lower()}",
+                                      label=f"Decoding {side}") for side in "AB"]
+
         # ---- events ----
         settings = [seed, randomize, steps, temp_start, temp_end, top_k, guidance, schedule, policy, color_by]
         stream_out = [viewer, seed_used, downloads, step_slider, run]
@@ -217,6 +238,8 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                 h.show_mesh, run, mesh_view, api_visibility="private", **light)
 
         region.input(region_bounds, region, bounds, api_visibility="private", queue=False)
+        compare_btn.click(h.compare, [class_name, compare_setting, value_a, value_b, *settings],
+                          [*viewers_ab, compare_info], api_name="compare", **decode)
         step_slider.input(h.replay, [step_slider, color_by, run], [viewer, record], api_name="replay",
                           trigger_mode="always_last", **light)
         color_by.input(h.replay, [step_slider, color_by, run], [viewer, record], api_visibility="private", **light)

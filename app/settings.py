@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smart3d.masking import SCHEDULES
 from smart3d.sampler import POLICIES, SamplingOptions
@@ -72,6 +72,34 @@ def options_from_ui(steps, temperature_start, temperature_end, top_k, guidance, 
         return opts.check()
     except ValueError as err:                     # the library's own limits, should the two ever differ
         raise SettingsError(str(err)) from None
+
+
+COMPARABLE = ("guidance", "temperature", "steps", "schedule", "policy")   # settings "Compare" can set per side
+
+
+def compare_options(base: SamplingOptions, setting: str, value) -> tuple[SamplingOptions, str]:
+    """``base`` with one ``setting`` (one of ``COMPARABLE``) set from a typed ``value`` (text): the checked
+    options and a short label ("guidance 1.5"). A temperature is one number (start = end) or two."""
+    setting = _choice("setting to compare", setting, COMPARABLE)
+    lim, text = LIMITS, str(value).strip()
+    if setting == "guidance":
+        opts = replace(base, cfg_scale=_number("Guidance", text, *lim.guidance, integer=False))
+        label = f"guidance {opts.cfg_scale:g}"
+    elif setting == "temperature":
+        parts = text.replace(",", " ").split() or [""]
+        if len(parts) > 2:
+            raise SettingsError(f"Temperature is one number or two (start end); got {value!r}.")
+        t = [_number("Temperature", v, *lim.temperature, integer=False) for v in parts]
+        opts = replace(base, temperature=(t[0], t[-1]))
+        label = f"temperature {t[0]:g} -> {t[-1]:g}"
+    elif setting == "steps":
+        opts = replace(base, num_steps=_number("Steps", text, *lim.steps, integer=True))
+        label = f"{opts.num_steps} steps"
+    elif setting == "schedule":
+        opts, label = replace(base, schedule=_choice("schedule", text, SCHEDULES)), f"{text} schedule"
+    else:
+        opts, label = replace(base, policy=_choice("commit policy", text, POLICIES)), f"{text} policy"
+    return opts.check(), label
 
 
 def resolve_seed(seed, randomize: bool) -> int:

@@ -5,6 +5,7 @@ every mesh watertight; they test the plumbing, not the shapes.
 """
 
 import json
+from dataclasses import replace
 import os
 import time
 import types
@@ -288,6 +289,35 @@ def test_region_edits_of_a_completion_keep_the_scan(handlers, pipe):
                                                                           # the resample had kept
 
 
+def test_compare_streams_two_settings_side_by_side(handlers, pipe):
+    outs = list(handlers.compare("chair", "steps", "3", " 6 ", *settings(seed=12)))
+    assert len(outs) == 6                                               # one output per step of the longer side
+    a = [payload(o[0]) for o in outs[:3]]
+    b = [payload(o[1]) for o in outs]
+    assert all(o[0] is not None and not isinstance(o[0], str) for o in outs[3:])   # A is done: skipped
+    assert [v["caption"].split(" - step")[0] for v in a] == ["A: 3 steps"] * 3
+    assert b[-1]["caption"].startswith("B: 6 steps - step 6/6 - 576/576 tokens known")
+    assert outs[-1][2] == "chair, seed 12: A = 3 steps, B = 6 steps"
+    # each side is the library's decoding with that setting, same seed
+    options = options_from_ui(STEPS, 0.8, 0.5, 10, 3.0, "cosine", "spatial")
+    for side, steps in ((a, 3), (b, 6)):
+        reference = list(pipe.sample_steps("chair", 1, 12, replace(options, num_steps=steps)))
+        assert len(reference) == steps
+        for view, ref in zip(side, reference):                          # the same tokens, step by step
+            empty = (ref.tokens[0] == handlers.empty) & ~ref.mask[0]
+            assert view["counts"]["masked"] == int(ref.mask[0].sum()) and view["counts"]["empty"] == int(empty.sum())
+    out = list(handlers.compare("chair", "guidance", "1", "4.5", *settings(seed=2)))
+    assert payload(out[-1][0])["caption"].startswith("A: guidance 1 - ")
+    assert payload(out[-1][1])["caption"].startswith("B: guidance 4.5 - ")
+    temps = list(handlers.compare("chair", "temperature", "0.8 0.5", "1", *settings(steps=2)))
+    assert temps[-1][2].endswith("A = temperature 0.8 -> 0.5, B = temperature 1 -> 1")
+    for setting, a_value, words in (("guidance", "lots", "Guidance must be a number"),
+                                    ("temperature", "1 2 3", "one number or two"),
+                                    ("schedule", "fast", "Unknown schedule"), ("colour", "1", "Unknown setting")):
+        with pytest.raises(gr.Error, match=words):
+            list(handlers.compare("chair", setting, a_value, "1", *settings()))
+
+
 def test_make_scan_plane_cut_and_single_view(handlers):
     d = direction(90, 0)
     visible, hidden = make_scan("chair", 3, "plane", 90, 0, 0.1)
@@ -464,7 +494,7 @@ def client(served):
 def test_api_has_named_endpoints_and_hides_helpers(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/generate", "/complete", "/generate_image", "/replay", "/make_scan",
-                                           "/image", "/resample", "/regenerate_region"}
+                                           "/image", "/resample", "/regenerate_region", "/compare"}
     assert api["unnamed_endpoints"] == {}
 
 

@@ -197,6 +197,18 @@ def test_a_missing_input_is_marked_on_that_input_only(page):
     page.get_by_role("tab", name="Class").click()
 
 
+def test_compare_draws_both_settings_side_by_side(page):
+    page.get_by_role("tab", name="Class").click()
+    page.get_by_text("Compare two settings").click()
+    page.click("#compare-btn")
+    for side, label in (("a", "A: guidance 1 - "), ("b", "B: guidance 4 - ")):
+        page.wait_for_function("([sel, start, T]) => document.querySelector(sel).innerText.startsWith(start + "
+                               "`step ${T}/${T} - 576/576`)",
+                               arg=[f"#compare-viewer-{side} .s3d-caption", label, DEFAULT_STEPS], timeout=480_000)
+    assert page.evaluate("window.smart3dViewer.caption").startswith("step ")      # the main viewer's record stays
+    assert page.errors == []
+
+
 def test_partial_scan_tab(page):
     page.get_by_role("tab", name="Partial scan").click()
     page.get_by_text("chair_plane_cut.ply (chair)").click()             # an example scan
