@@ -2,7 +2,7 @@
 
     from app.handlers import Handlers
     h = Handlers(load_pipeline("weights"))
-    for viewer, seed, downloads, slider, run in h.generate("chair", 0, False, 25, 0.8, 0.5, 0, 5.0,
+    for viewer, seed, downloads, slider, run in h.generate("chair", 0, False, 25, 1.0, 1.0, 0, 2.0,
                                                            "cosine", "spatial", "step"):
         print(json.loads(viewer)["caption"])       # step k/25 - n/576 tokens
 

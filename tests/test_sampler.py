@@ -84,7 +84,7 @@ def test_completion_never_changes_visible_tokens(nets):
 
 
 def test_steps_record_entropy_confidence_and_preview(nets):
-    steps = _run(nets, opts={"preview": True})
+    steps = _run(nets, opts={"preview": True, "temperature": (0.8, 0.5)})
     for s in steps:
         assert s.entropy.shape == (2,) and torch.all(s.entropy >= 0)
         assert s.preview.shape == (2, 32, 32, 32)
