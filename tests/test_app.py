@@ -626,7 +626,7 @@ def test_api_refuses_wrong_types_and_counts_in_plain_words(client, served, caplo
     for f in private:                                                   # helpers have no name to call
         assert f.api_name is None or httpx.post(f"{url}/call/{f.api_name}", json={"data": []}).status_code == 404
     r = httpx.post(f"{url}/call/show_mesh", json={"data": [None]})
-    assert r.status_code == 404 and "No API endpoint /show_mesh; the endpoints are: /complete, " in r.json()["error"]
+    assert r.status_code == 404 and "No API endpoint /show_mesh; the endpoints are: /compare, /complete, " in r.json()["error"]
     refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
     assert len(refused) >= 16 and not any(r.exc_info for r in caplog.records)
     final = client.predict(*good, api_name="/generate")                 # still serving
