@@ -214,6 +214,7 @@ def test_partial_scan_tab(page):
     page.get_by_text("chair_plane_cut.ply (chair)").click()             # an example scan
     page.wait_for_function("document.querySelector('#scan-info').innerText.includes('chair_plane_cut.ply')",
                            timeout=180_000)
+    assert page.locator("#scan-file .validation-error:visible").count() == 0   # an earlier "no scan" mark goes
     page.get_by_role("button", name="Make a scan from a benchmark shape").click()   # or make one
     page.click("#make-scan-btn")
     page.wait_for_function("document.querySelector('#scan-info').innerText.includes('scan_chair_3_view')",
