@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import functools
 import inspect
+import itertools
 import logging
 import threading
 import time
@@ -206,6 +207,14 @@ class Handlers:
             finally:
                 release_memory()
 
+    def _keep(self, run: Run, step: Step) -> None:
+        """Record a streamed step in ``run``: its preview as the forming surface (at most 2500 voxel indices),
+        the step without it. Ends the decoding if the server is shutting down."""
+        if self.stopping.is_set():
+            raise ShuttingDown()
+        run.surfaces.append(surface_voxels(step.preview[0].numpy()))
+        run.steps.append(replace(step, preview=None))
+
     def _stream(self, kind, class_name, condition, seed, options, color_by, session, scan, given):
         T = options.num_steps
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan,
@@ -214,10 +223,7 @@ class Handlers:
         # the decoding, then any repair rounds; each step's preview (its belief decoded) becomes the forming
         # surface drawn in the viewer, kept as at most 2500 voxel indices (not the 32^3 field)
         for step in self.pipe.steps(condition, seed, replace(options, preview=True)):
-            if self.stopping.is_set():
-                raise ShuttingDown()
-            run.surfaces.append(surface_voxels(step.preview[0].numpy()))
-            run.steps.append(replace(step, preview=None))
+            self._keep(run, step)
             if pending is not None:
                 yield pending
             viewer = self._view(run, step.index, color_by, run.run_id)
@@ -405,24 +411,17 @@ class Handlers:
         streams = [self.pipe.steps(condition, seed, replace(o, preview=True)) for o, _ in sides]
         with self.files.active(session):
             try:
-                while streams[0] is not None or streams[1] is not None:
+                for pair in itertools.zip_longest(*streams):          # the shorter side ends first: None
                     views = []
-                    for i, (run, (_, label)) in enumerate(zip(runs, sides)):
-                        step = next(streams[i], None) if streams[i] is not None else None
+                    for i, (run, (_, label), step) in enumerate(zip(runs, sides, pair)):
                         if step is None:
-                            streams[i] = None
                             views.append(gr.skip())
                             continue
-                        if self.stopping.is_set():
-                            raise ShuttingDown()
-                        run.surfaces.append(surface_voxels(step.preview[0].numpy()))
-                        run.steps.append(replace(step, preview=None))
+                        self._keep(run, step)
                         payload = step_payload(run.steps, step.index, self.empty, self.layout, color_by,
                                                f"{run.run_id}-{'ab'[i]}", "generate", run.surfaces)
                         payload["caption"] = f"{'AB'[i]}: {label} - {payload['caption']}"
                         views.append(to_json(payload))
-                    if streams[0] is None and streams[1] is None:
-                        break
                     yield (*views, f"{class_name}, seed {seed}: A = {sides[0][1]}, B = {sides[1][1]}")
             finally:
                 release_memory()

@@ -107,12 +107,20 @@ class Counts:
         return self.given + self.surface + self.empty
 
 
-def counts(tokens: np.ndarray, order: np.ndarray, empty: np.ndarray, step: int) -> Counts:
+def _partition(tokens: np.ndarray, order: np.ndarray, empty: np.ndarray, step: int) -> dict[str, np.ndarray]:
+    """(L,) bool masks of a step's tokens: masked; given, decided before this step and this step's (not
+    empty space); and empty space (known, not drawn). They partition the L positions."""
     masked = order < 0
     blank = ~masked & (tokens == empty)
     solid = ~masked & ~blank
-    return Counts(int(masked.sum()), int((solid & (order == 0)).sum()), int((solid & (order > 0)).sum()),
-                  int((solid & (order == step)).sum()), int(blank.sum()))
+    newest = solid & (order == step)
+    return {"masked": masked, "given": solid & (order == 0), "done": solid & (order > 0) & ~newest,
+            "newest": newest, "empty": blank}
+
+
+def counts(tokens: np.ndarray, order: np.ndarray, empty: np.ndarray, step: int) -> Counts:
+    part = {k: int(v.sum()) for k, v in _partition(tokens, order, empty, step).items()}
+    return Counts(part["masked"], part["given"], part["done"] + part["newest"], part["newest"], part["empty"])
 
 
 def caption(step: int, num_steps: int, c: Counts, length: int, repair_round: int = 0, given_name: str = "scan") -> str:
@@ -154,7 +162,7 @@ def _surface_traces(voxels: np.ndarray | None, num_coarse: int, order: np.ndarra
     xyz = np.round(-1.0 + (voxels.astype(np.float64) + 0.5) * (2.0 / G.GRID), 2)   # to 1/3 of a voxel: small JSON
     patch = voxels.astype(np.int64) // G.PATCH
     pos = num_coarse + (patch[:, 0] * G.LATTICE + patch[:, 1]) * G.LATTICE + patch[:, 2]
-    o = order[pos] if len(pos) else np.zeros(0, dtype=np.int64)
+    o = order[pos]
     guess, given, newest = o < 0, o == 0, o == step
     fixed = (o > 0) & ~newest
     return [
@@ -174,11 +182,8 @@ def _scene(centroids: np.ndarray, num_coarse: int, tokens: np.ndarray, order: np
     off until picked in the legend), always in the same order (cheap ``Plotly.react``)."""
     L = len(tokens)
     coarse = np.arange(L) < num_coarse
-    masked = order < 0
-    solid = ~masked & (tokens != empty)
-    given = solid & (order == 0)
-    newest = solid & (order == step)
-    done = solid & (order > 0) & ~newest
+    part = _partition(tokens, order, empty, step)
+    masked, given, done, newest = part["masked"], part["given"], part["done"], part["newest"]
     if color_by == "confidence":
         values, scale, lo, hi, title = confidence, CONFIDENCE_SCALE, 0.0, 1.0, "confidence"
     else:
