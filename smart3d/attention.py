@@ -109,15 +109,25 @@ def spatial_kernel_matrix(gamma: torch.Tensor, lattices: list[int], prefix: int 
     return K
 
 
+# sequences per pass of the materialised form: its (H, L, L) weights of one sequence at L = 576 are
+# 2.7 MB in bf16, the size of this CPU's L2; a batch of 32 at once ran 2.7x slower per sequence
+# (weights out to memory and back; ``python -m smart3d bench attention-batch``)
+DENSE_MAX_WEIGHTS = 1 << 21
+
+
 def materialized_spatial_linear_attention(q, k, v, gamma, lattices, prefix: int = 0, eps: float = 1e-6,
                                          kernel: torch.Tensor | None = None):
-    """The same attention through explicit (B, H, L, L) weights: the O(L^2) reference.
+    """The same attention through explicit (B, H, L, L) weights: the O(L^2) reference, a few
+    sequences at a time (DENSE_MAX_WEIGHTS weights a pass).
 
     ``kernel``: ``spatial_kernel_matrix(gamma, lattices, prefix)`` when the caller keeps it."""
     K = spatial_kernel_matrix(gamma, lattices, prefix) if kernel is None else kernel
-    w = (feature_map(q) @ feature_map(k).transpose(-1, -2)) * K          # (B, H, L, L)
-    d = v.shape[-1]
-    out = w @ torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)        # (B, H, L, d+1): last column -> sum_j w_ij
+    fq, fk = feature_map(q), feature_map(k)
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)            # (B, H, L, d+1): last column -> sum_j w_ij
+    B, H, L, d = q.shape
+    step = max(1, DENSE_MAX_WEIGHTS // (H * L * L))
+    out = torch.cat([((fq[i:i + step] @ fk[i:i + step].transpose(-1, -2)) * K) @ v1[i:i + step]
+                     for i in range(0, B, step)])                        # (B, H, L, d+1)
     return out[..., :d] / (out[..., d:] + eps)
 
 

@@ -1,11 +1,18 @@
 """Speed benchmarks: ``python -m smart3d bench {attention,sampling}`` prints a table and writes JSON.
 
-- ``attention``: forward time of one attention layer against the number of tokens L (cubic
-  lattices of side n, L = n^3): spatial linear attention in its lattice (linear-time) form, the
-  same attention materialised (dense), and softmax attention with the same spatial bias. Times
-  are measured in one run on one machine and reported with the ratio to the smallest L.
+- ``attention``: forward time and peak memory of one attention layer against the number of tokens
+  L (cubic lattices of side n, L = n^3): spatial linear attention in its lattice (linear-time) form,
+  the same attention materialised (dense), and softmax attention with the same spatial bias. Each
+  measurement runs in its own process under a memory cap (``--memory-gb``): a form that does not fit
+  is reported as such. Ratios are to the smallest L and, at each L, lattice against softmax.
 - ``sampling``: seconds for one shape at 25 steps (tokens to mesh) and shapes per second at batch
-  16, with the shipped weights (preset named in the output).
+  16, with the shipped weights (preset named in the output), at batch 1 and at ``--batch-size``.
+- ``decoding-steps``: masked decoding in T = 4 .. 50 steps against one token per step (T = L, linear
+  schedule) with the same network: seconds per shape and quality of ``--num`` chairs against as
+  many validation chairs (parts, one part %, 1-NNA-CD, COV-CD, MMD-CD).
+- ``flops``: the transformer's achieved FLOP/s in a sampling step (FLOPs counted by
+  ``torch.utils.flop_counter``) as a fraction of this CPU's measured matmul ceiling (a 2048^3
+  matmul in the same precision).
 - ``sampling-profile``: where the time of decoding one shape goes (transformer, token draws, the rest
   of a step, the per-step preview, field decode, marching cubes, point sampling) for this tree and
   for a git revision (``--baseline``) loaded side by side, runs interleaved, plus CPU seconds per
@@ -32,13 +39,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["attention", "sampling", "sampling-profile", "train-step"])
+    p.add_argument("what", choices=["attention", "sampling", "sampling-profile", "train-step", "decoding-steps",
+                                    "flops"])
     p.add_argument("--preset", default="XS", help="model preset (train-step)")
     p.add_argument("--sides", type=int, nargs="+", default=[4, 6, 8, 10, 12, 16], help="lattice sides (attention)")
     p.add_argument("--dim", type=int, default=128, help="attention width")
@@ -49,7 +58,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--baseline", default="d93b648", help="git revision to compare with (sampling-profile)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (sampling-profile)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; sampling-profile: 1)")
+    p.add_argument("--memory-gb", type=float, default=12.0, help="memory cap of each attention measurement")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="attention / flops arithmetic (auto: bf16 on CPUs with AMX)")
+    p.add_argument("--num", type=int, default=24, help="chairs per setting (decoding-steps)")
+    p.add_argument("--step-counts", type=int, nargs="+", default=[4, 8, 12, 25, 50], help="T (decoding-steps)")
+    p.add_argument("--cache", default=None, help="benchmark cache (decoding-steps; default: SMART3D_CACHE)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<what>.json)")
 
 
@@ -69,54 +84,208 @@ def _time(fn, repeats: int) -> float:
     return best
 
 
-@torch.no_grad()
-def bench_attention(args: argparse.Namespace) -> dict:
-    from .attention import materialized_spatial_linear_attention, softmax_spatial_attention, spatial_linear_attention
+_ATTENTION_CHILD = """
+import json, resource, sys, time
+import torch
+from smart3d import attention as A
+impl, n, heads, dim, dtype, repeats, cap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), float(sys.argv[7])
+resource.setrlimit(resource.RLIMIT_AS, (int(cap * 2**30), int(cap * 2**30)))
+torch.set_grad_enabled(False)
+dt = getattr(torch, dtype)
+d, L = dim // heads, n ** 3
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(1, heads, L, d, generator=g).to(dt) for _ in range(3))
+gamma = torch.linspace(0.5, 16, heads).to(dt)
+fn = {"lattice": A.spatial_linear_attention, "dense": A.materialized_spatial_linear_attention,
+      "softmax": A.softmax_spatial_attention}[impl]
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+base = rss()
+try:
+    fn(q, k, v, gamma, [n])
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(q, k, v, gamma, [n]); best = min(best, time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"ms": 1e3 * best, "peak_mb": (peak - base) / 2**20}))
+except (MemoryError, RuntimeError) as e:
+    print(json.dumps({"error": f"does not fit in {cap:g} GB: {str(e).splitlines()[0][:120]}"}))
+"""
 
-    H, d = args.heads, args.dim // args.heads
-    gamma = torch.linspace(0.5, 16, H)
+
+def bench_attention(args: argparse.Namespace) -> dict:
+    """One attention layer, batch 1, at each lattice side: time (best of --repeats) and the peak memory
+    above the inputs, each form in its own process under a memory cap."""
+    from .weights import cpu_has_amx
+
+    H = args.heads
+    dtype = "bfloat16" if args.precision == "bf16" or (args.precision == "auto" and cpu_has_amx()) else "float32"
+    threads = args.threads or torch.get_num_threads()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     rows = []
     for n in args.sides:
-        L = n**3
-        q, k, v = (torch.randn(1, H, L, d) for _ in range(3))
-        row = {"side": n, "tokens": L}
-        for name, fn in (("lattice", spatial_linear_attention), ("dense", materialized_spatial_linear_attention),
-                         ("softmax", softmax_spatial_attention)):
-            row[f"{name} ms"] = 1e3 * _time(lambda: fn(q, k, v, gamma, [n]), args.repeats)
+        row = {"side": n, "tokens": n**3}
+        for name in ("lattice", "dense", "softmax"):
+            out = subprocess.run([sys.executable, "-c", _ATTENTION_CHILD, name, str(n), str(H), str(args.dim), dtype,
+                                  str(args.repeats), str(args.memory_gb)], capture_output=True, text=True, env=env)
+            lines = out.stdout.strip().splitlines()
+            r = json.loads(lines[-1]) if lines else {"error": f"process ended with code {out.returncode} "
+                                                               f"(killed: more than {args.memory_gb:g} GB?)"}
+            row[f"{name} ms"], row[f"{name} peak MB"] = r.get("ms"), r.get("peak_mb")
+            if "error" in r:
+                row[f"{name} error"] = r["error"]
+            print(f"  L = {n**3}: {name} " + (f"{r['ms']:.1f} ms, {r['peak_mb']:.0f} MB" if "ms" in r else r["error"]),
+                  flush=True)
         rows.append(row)
     base = rows[0]
     for r in rows:
-        for name in ("lattice", "dense", "softmax"):
-            r[f"{name} x"] = r[f"{name} ms"] / base[f"{name} ms"]
         r["tokens x"] = r["tokens"] / base["tokens"]
-    print(f"one attention layer, batch 1, {H} heads of {d} dims (times: best of {args.repeats})")
-    cols = ["tokens", "tokens x", "lattice ms", "lattice x", "dense ms", "dense x", "softmax ms", "softmax x"]
-    print("  ".join(f"{c:>11}" for c in cols))
+        for name in ("lattice", "dense", "softmax"):
+            ok = r[f"{name} ms"] is not None and base[f"{name} ms"] is not None
+            r[f"{name} x"] = r[f"{name} ms"] / base[f"{name} ms"] if ok else None
+        ok = r["lattice ms"] is not None and r["softmax ms"] is not None
+        r["softmax / lattice time"] = r["softmax ms"] / r["lattice ms"] if ok else None
+        ok = r["lattice peak MB"] is not None and r["softmax peak MB"] is not None
+        r["softmax / lattice memory"] = r["softmax peak MB"] / max(r["lattice peak MB"], 1e-3) if ok else None
+    largest = max((r for r in rows if r["softmax ms"] is not None), key=lambda r: r["tokens"])
+    print(f"one attention layer, batch 1, {H} heads of {args.dim // H} dims, {dtype}, {threads} thread(s), "
+          f"best of {args.repeats}; memory: peak above the inputs, cap {args.memory_gb:g} GB a process")
+    cols = ["tokens", "lattice ms", "lattice peak MB", "dense ms", "dense peak MB", "softmax ms", "softmax peak MB",
+            "softmax / lattice time", "softmax / lattice memory"]
+    print("  ".join(f"{c:>14}" for c in cols))
     for r in rows:
-        print("  ".join(f"{r[c]:>11.2f}" if isinstance(r[c], float) else f"{r[c]:>11}" for c in cols))
-    return {"benchmark": "attention", **_machine(), "heads": H, "head_dim": d, "rows": rows}
+        print("  ".join(f"{r[c]:>14.1f}" if isinstance(r[c], float) else f"{str(r[c]):>14}" for c in cols))
+    return {"benchmark": "attention", **_machine(), "threads": threads, "dtype": dtype, "heads": H,
+            "head_dim": args.dim // H, "memory_cap_gb": args.memory_gb,
+            "command": f"python -m smart3d bench attention --sides {' '.join(map(str, args.sides))} "
+                       f"--repeats {args.repeats} --memory-gb {args.memory_gb:g}",
+            "largest_softmax_tokens": largest["tokens"], "rows": rows}
 
 
 def bench_sampling(args: argparse.Namespace) -> dict:
     from .pipeline import load_pipeline
     from .sampler import SamplingOptions
-    from .weights import WEIGHTS_DIR, read_config
+    from .weights import WEIGHTS_DIR, cpu_has_amx, read_config
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     weights = args.weights or WEIGHTS_DIR
     pipe = load_pipeline(weights, args.device)
     options = SamplingOptions(num_steps=args.steps)
-    pipe.generate("chair", 1, seed=0, options=SamplingOptions(num_steps=2))    # warm-up
-    one = _time(lambda: pipe.generate("chair", 1, seed=1, options=options), max(1, args.repeats - 1))
-    t0 = time.perf_counter()
-    pipe.generate("chair", args.batch_size, seed=2, options=options)
-    batch = time.perf_counter() - t0
+    pipe.generate("chair", 2, seed=0, options=SamplingOptions(num_steps=2))    # warm-up
+    one = [_seconds(lambda: pipe.generate("chair", 1, seed=1 + r, options=options))[1] for r in range(args.repeats)]
+    batch = [_seconds(lambda: pipe.generate("chair", args.batch_size, seed=100 + r, options=options))[1]
+             for r in range(max(1, args.repeats // 3))]
     preset = read_config(Path(weights) / "model").get("preset")
-    result = {"benchmark": "sampling", **_machine(), "preset": preset, "steps": args.steps,
-              "device": str(pipe.device), "seconds_one_shape": one, "batch_size": args.batch_size,
-              "seconds_batch": batch, "shapes_per_second_batch": args.batch_size / batch}
-    print(f"sampling with model preset {preset} on {pipe.device}, {args.steps} steps, tokens to mesh")
-    print(f"  one shape: {one:.2f} s   batch of {args.batch_size}: {batch:.2f} s "
-          f"({args.batch_size / batch:.2f} shapes/s)")
+    t1, tb = statistics.median(one), statistics.median(batch)
+    result = {"benchmark": "sampling", **_machine(), "amx": cpu_has_amx(), "preset": preset, "steps": args.steps,
+              "options": options.record(), "device": str(pipe.device),
+              "command": f"python -m smart3d bench sampling --steps {args.steps} --repeats {args.repeats} "
+                         f"--batch-size {args.batch_size}" + (f" --threads {args.threads}" if args.threads else ""),
+              "seconds_one_shape": t1, "seconds_one_shape_runs": one, "batch_size": args.batch_size,
+              "seconds_batch": tb, "seconds_batch_runs": batch, "shapes_per_second_one": 1 / t1,
+              "shapes_per_second_batch": args.batch_size / tb, "batch_over_one_rate": args.batch_size / tb * t1}
+    print(f"sampling with model preset {preset} on {pipe.device} ({torch.get_num_threads()} threads), "
+          f"{args.steps} steps, tokens to mesh, median of runs")
+    print(f"  one shape: {t1:.2f} s   batch of {args.batch_size}: {tb:.2f} s ({args.batch_size / tb:.2f} shapes/s, "
+          f"{result['batch_over_one_rate']:.2f}x the one-shape rate)")
+    return result
+
+
+@torch.no_grad()
+def bench_decoding_steps(args: argparse.Namespace) -> dict:
+    """T = --step-counts (cosine schedule) and T = L (one token a step, linear schedule), same network:
+    seconds per shape (batch --batch-size) and the quality of --num chairs against as many val chairs."""
+    from dataclasses import replace
+
+    from .classifier import ClassifierConfig, ShapeClassifier
+    from .classes import CLASSES
+    from .dataset import DEFAULT_CACHE, load_split
+    from .evaluate import _generated, class_stats, generation_figures, part_figures
+    from .pipeline import load_pipeline
+    from .sampler import SamplingOptions
+    from .weights import WEIGHTS_DIR, cpu_has_amx, load_pretrained, read_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    weights = Path(args.weights or WEIGHTS_DIR)
+    cache = args.cache or DEFAULT_CACHE
+    pipe = load_pipeline(weights, args.device)
+    clf = load_pretrained(ShapeClassifier, ClassifierConfig, weights / "classifier")
+    val = load_split("val", ["chair"], 1000, cache)
+    ref = val.points[np.flatnonzero(val.labels == CLASSES.index("chair"))[:args.num]]
+    stats = class_stats(["chair"], 1000, cache)["chair"]
+    L = pipe.model.layout.length
+    settings = [(T, "cosine") for T in args.step_counts] + [(L, "linear")]
+    rows = []
+    for T, schedule in settings:
+        options = replace(SamplingOptions(), num_steps=T, schedule=schedule)
+        t0 = time.perf_counter()
+        points, meshes = _generated(pipe, "chair", args.num, 0, options, args.batch_size)
+        seconds = (time.perf_counter() - t0) / args.num
+        m = generation_figures(points, ref, stats, clf, CLASSES.index("chair"))
+        row = {"steps": T, "schedule": schedule, "tokens per step": L / T, "seconds per shape": seconds,
+               **part_figures(meshes), **{k: m[k] for k in ("1-NNA-CD %", "COV-CD %", "MMD-CD x1e3")}}
+        rows.append(row)
+        print(f"  T = {T} ({schedule}): {seconds:.2f} s a shape, {row['parts']:.2f} parts, 1-NNA-CD "
+              f"{row['1-NNA-CD %']:.1f}, COV-CD {row['COV-CD %']:.1f}", flush=True)
+    one = rows[-1]["seconds per shape"]
+    for r in rows:
+        r["speed-up over one token a step"] = one / r["seconds per shape"]
+    command = (f"python -m smart3d bench decoding-steps --num {args.num} --batch-size {args.batch_size} "
+               f"--step-counts {' '.join(map(str, args.step_counts))}" + (f" --threads {args.threads}" if args.threads else ""))
+    lines = [f"# Masked decoding against one token a step ({read_config(weights / 'model').get('preset')}, chairs)", "",
+             f"`{command}`: {args.num} generated chairs per row against {args.num} validation chairs, default "
+             f"settings otherwise (guidance, temperature, repair rounds); seconds per shape at batch "
+             f"{args.batch_size}, {torch.get_num_threads()} thread(s), AMX {cpu_has_amx()}.", "",
+             "| steps T | schedule | tokens a step | s a shape | speed-up | parts | one part % | 1-NNA-CD % | COV-CD % | MMD-CD |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['steps']} | {r['schedule']} | {r['tokens per step']:.1f} | {r['seconds per shape']:.2f} | "
+              f"{r['speed-up over one token a step']:.1f}x | {r['parts']:.2f} | {r['one part %']:.0f} | "
+              f"{r['1-NNA-CD %']:.1f} | {r['COV-CD %']:.1f} | {r['MMD-CD x1e3']:.1f} |" for r in rows]
+    return {"benchmark": "decoding-steps", **_machine(), "amx": cpu_has_amx(), "command": command, "num": args.num,
+            "batch_size": args.batch_size, "rows": rows, "markdown": "\n".join(lines) + "\n"}
+
+
+@torch.no_grad()
+def bench_flops(args: argparse.Namespace) -> dict:
+    """FLOPs of one guided sampling step of the transformer (cond + uncond, logits at every position,
+    the first step's worst case) over its time, against a 2048^3 matmul's FLOP/s in the same precision."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .pipeline import load_pipeline
+    from .weights import WEIGHTS_DIR, cpu_has_amx, read_config, use_bf16
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    weights = Path(args.weights or WEIGHTS_DIR)
+    pipe = load_pipeline(weights, "cpu")
+    bf16 = use_bf16(args.precision, torch.device("cpu"))
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+    ceiling = 2 * 2048**3 / _time(lambda: a @ b, args.repeats)
+    model, B, L = pipe.model, 2, pipe.model.layout.length                 # cond + uncond of one shape
+    tokens = torch.zeros(B, L, dtype=torch.long)
+    mask = torch.ones(B, L, dtype=torch.bool)
+    labels = torch.tensor([0, model.null_class])
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(tokens, mask, labels, at=mask)
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    seconds = _time(step, args.repeats)
+    achieved = flops / seconds
+    result = {"benchmark": "flops", **_machine(), "amx": cpu_has_amx(), "precision": "bf16" if bf16 else "fp32",
+              "preset": read_config(weights / "model").get("preset"),
+              "command": f"python -m smart3d bench flops --repeats {args.repeats}" + (f" --threads {args.threads}" if args.threads else ""),
+              "matmul_ceiling_gflops": ceiling / 1e9, "step_gflop": flops / 1e9, "step_seconds": seconds,
+              "achieved_gflops": achieved / 1e9, "fraction_of_ceiling": achieved / ceiling}
+    print(f"transformer step (cond + uncond, {L} positions, {result['precision']}, {torch.get_num_threads()} thread(s)): "
+          f"{flops / 1e9:.2f} GFLOP in {1e3 * seconds:.1f} ms = {achieved / 1e9:.0f} GFLOP/s; "
+          f"matmul ceiling {ceiling / 1e9:.0f} GFLOP/s; {100 * achieved / ceiling:.0f}% of it")
     return result
 
 
@@ -183,8 +352,9 @@ def _profile_once(pkg, pipe, steps: int, seed: int) -> dict[str, tuple[float, fl
     """Decode one chair with per-step previews: (CPU, wall) seconds per stage, per step for the step stages."""
     S, G = pkg.sampler, pkg.geometry
     clock, phase = _Clock(), ["preview decode"]
+    draw = "_draw_level" if hasattr(S, "_draw_level") else "_draw"         # the token draw, before and after its rename
     targets = [(S, "_guided_logits", clock.wrap(S._guided_logits, STEP_STAGES[0])),
-               (S, "_draw", clock.wrap(S._draw, STEP_STAGES[1])),
+               (S, draw, clock.wrap(getattr(S, draw), STEP_STAGES[1])),
                (S, "_spatial_prior", clock.wrap(S._spatial_prior, STEP_STAGES[2])),
                (pipe.tokenizer, "decode", clock.wrap(pipe.tokenizer.decode, lambda: phase[0])),
                (G, "drop_small_parts", clock.wrap(G.drop_small_parts, FINAL_STAGES[1])),
@@ -215,6 +385,7 @@ def bench_sampling_profile(args: argparse.Namespace) -> dict:
     from . import pipeline  # noqa: F401  (versions["after"].pipeline)
     from . import weights as W
 
+    args.threads = args.threads or 1
     torch.set_num_threads(args.threads)
     weights = Path(args.weights or W.WEIGHTS_DIR)
     versions = {"before": _package_at(args.baseline), "after": sys.modules[__package__]}
@@ -317,7 +488,7 @@ def bench_train_step(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> None:
     result = {"attention": bench_attention, "sampling": bench_sampling, "sampling-profile": bench_sampling_profile,
-              "train-step": bench_train_step}[args.what](args)
+              "train-step": bench_train_step, "decoding-steps": bench_decoding_steps, "flops": bench_flops}[args.what](args)
     out = Path(args.out or RESULTS / f"{args.what}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown = result.pop("markdown", None)

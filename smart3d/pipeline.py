@@ -28,7 +28,7 @@ from .classes import CLASSES
 from .dataset import check_class
 from .image import ImageCondition, ImageEncoder, ImageEncoderConfig, image_condition, prepare_image
 from .model import MaskedTransformer, ModelConfig
-from .repair import repair_steps
+from .repair import occupancy, repair_steps
 from .sampler import SamplingOptions, Step, sample_steps
 from .tokenizer import Tokenizer, TokenizerConfig
 from .weights import WEIGHTS_DIR, best_device, load_pretrained
@@ -66,6 +66,7 @@ class Pipeline:
         self.tokenizer, self.model, self.device = tokenizer.eval(), model.eval(), device
         self.image_encoder = None if image_encoder is None else image_encoder.eval()
         self.layout = model.layout
+        self._occupancy: tuple[torch.Tensor, np.ndarray] | None = None    # the last decode (see ``occupancy``)
 
     # ---- inputs -----------------------------------------------------------------------------
 
@@ -138,7 +139,8 @@ class Pipeline:
                                  condition.known):
             yield last
         if options.repair_rounds:
-            yield from repair_steps(self.model, self.tokenizer, last, condition.labels, options, g, condition.known)
+            yield from repair_steps(self.model, self.tokenizer, last, condition.labels, options, g, condition.known,
+                                    self.occupancy)
 
     def run(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> list[Result]:
         """Decode a condition to the end (no previews) and turn the final tokens into results."""
@@ -146,6 +148,17 @@ class Pipeline:
         for last in self.steps(condition, seed, replace(options, preview=False)):
             pass
         return self.decode(last.tokens, seed, condition.labels, options.min_part)
+
+    @torch.no_grad()
+    def occupancy(self, tokens: torch.Tensor) -> np.ndarray:
+        """Occupancy probabilities (B, 32, 32, 32) float32 of token sequences (B, L). The last answer is
+        kept: the repair rounds' final check and ``decode`` of the same tokens share one decode."""
+        memo = self._occupancy
+        if memo is not None and memo[0].shape == tokens.shape and torch.equal(memo[0], tokens.cpu()):
+            return memo[1]
+        probs = occupancy(self.tokenizer, tokens)
+        self._occupancy = (tokens.cpu().clone(), probs)
+        return probs
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, seed: int = 0, labels: torch.Tensor | None = None,
@@ -156,10 +169,10 @@ class Pipeline:
         Connected parts of the solid smaller than ``min_part`` of the largest one are dropped
         (``geometry.drop_small_parts``; 0 keeps everything).
         """
-        logits = self.tokenizer.decode(tokens.to(self.device))
+        probs = self.occupancy(tokens)
         out = []
         for i in range(len(tokens)):
-            field = G.drop_small_parts(torch.sigmoid(logits[i]).float().cpu().numpy(), 0.5, min_part)
+            field = G.drop_small_parts(probs[i], 0.5, min_part)
             mesh = G.mesh_from_field(field, 0.5)
             label = None if labels is None or int(labels[i]) == self.model.null_class else int(labels[i])
             out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=seed + i), label, seed))

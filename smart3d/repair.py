@@ -17,7 +17,7 @@ observed patches, an image's coarse tokens) are never redrawn.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -42,11 +42,19 @@ def loose_patches(mesh: trimesh.Trimesh, lattice: int = G.LATTICE) -> np.ndarray
 
 
 @torch.no_grad()
-def redraw_mask(tokenizer: Tokenizer, tokens: torch.Tensor, num_coarse: int,
-                given: torch.Tensor | None = None) -> torch.Tensor:
+def occupancy(tokenizer: Tokenizer, tokens: torch.Tensor) -> np.ndarray:
+    """Occupancy probabilities (B, 32, 32, 32) float32 of token sequences (B, L)."""
+    return torch.sigmoid(tokenizer.decode(tokens.to(tokenizer.quantizer.codebook.device))).float().cpu().numpy()
+
+
+@torch.no_grad()
+def redraw_mask(tokenizer: Tokenizer, tokens: torch.Tensor, num_coarse: int, given: torch.Tensor | None = None,
+                decode: Callable[[torch.Tensor], np.ndarray] | None = None) -> torch.Tensor:
     """(B, L) bool: the fine positions to redraw in each of the token sequences ``tokens`` (B, L):
-    the patches of its loose pieces and their 26 neighbours, never a ``given`` (B, L) position."""
-    probs = torch.sigmoid(tokenizer.decode(tokens.to(tokenizer.quantizer.codebook.device))).float().cpu().numpy()
+    the patches of its loose pieces and their 26 neighbours, never a ``given`` (B, L) position.
+    ``decode``: tokens -> occupancy probabilities (default ``occupancy``; a caller that decodes the
+    final tokens again passes one that remembers)."""
+    probs = decode(tokens) if decode is not None else occupancy(tokenizer, tokens)
     n = G.LATTICE
     out = torch.zeros(tokens.shape, dtype=torch.bool)
     for i, field in enumerate(probs):
@@ -57,12 +65,14 @@ def redraw_mask(tokenizer: Tokenizer, tokens: torch.Tensor, num_coarse: int,
 
 def repair_steps(model: MaskedTransformer, tokenizer: Tokenizer, last: Step, labels: torch.Tensor,
                  options: SamplingOptions, generator: torch.Generator | None = None,
-                 given: torch.Tensor | None = None) -> Iterator[Step]:
+                 given: torch.Tensor | None = None,
+                 decode: Callable[[torch.Tensor], np.ndarray] | None = None) -> Iterator[Step]:
     """Repair rounds after a decoding whose final step is ``last``, as more ``Step`` records.
 
     Each round decodes the shapes that are still in pieces in ``options.repair_steps`` steps; the
     records cover the whole batch (shapes not repaired keep their tokens), number their steps on
-    from ``last`` and say their round. ``given`` (B, L) bool: positions never redrawn.
+    from ``last`` and say their round. ``given`` (B, L) bool: positions never redrawn; ``decode``: see
+    ``redraw_mask``.
     """
     B = last.tokens.shape[0]
     tokens, order, confidence = last.tokens.clone(), last.order.clone(), last.confidence.clone()
@@ -70,7 +80,7 @@ def repair_steps(model: MaskedTransformer, tokenizer: Tokenizer, last: Step, lab
     index = last.index
     round_options = replace(options, num_steps=options.repair_steps)
     for r in range(1, options.repair_rounds + 1):
-        redo = redraw_mask(tokenizer, tokens, model.layout.num_coarse, given)
+        redo = redraw_mask(tokenizer, tokens, model.layout.num_coarse, given, decode)
         rows = redo.any(1).nonzero().squeeze(1)
         if len(rows) == 0:
             return

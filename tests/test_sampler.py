@@ -1,11 +1,13 @@
 """Progressive sampler invariants: each position committed once, visible tokens fixed, reproducible."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from smart3d.masking import SCHEDULES, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
-from smart3d.sampler import (POLICIES, SamplingOptions, _categorical, _sample_occupancy_first, _sample_token,
+from smart3d.sampler import (POLICIES, SamplingOptions, _draw_level, _inverse_cdf,
                              empty_tokens, sample, sample_steps)
 from smart3d.tokenizer import PRESETS, Tokenizer
 
@@ -55,12 +57,12 @@ def test_logits_at_masked_positions_equal_the_full_logits(nets):
         assert torch.allclose(f[mask[:, sl]], a, atol=1e-6)
 
 
-def test_categorical_draws_follow_the_probabilities():
-    probs = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0]).expand(50_000, 5)
-    pick = _categorical(probs, torch.Generator().manual_seed(0))
+def test_inverse_cdf_draws_follow_the_weights():
+    weights = torch.tensor([5.0, 0.0, 2.0, 3.0, 0.0]).expand(50_000, 5).contiguous()     # unnormalised
+    pick = _inverse_cdf(weights, torch.rand(50_000, generator=torch.Generator().manual_seed(0)))
     freq = torch.bincount(pick, minlength=5).float() / len(pick)
-    assert freq[1] == 0 and freq[4] == 0                       # zero-probability codes are never drawn
-    assert torch.allclose(freq, probs[0], atol=0.01)
+    assert freq[1] == 0 and freq[4] == 0                       # zero-weight codes are never drawn
+    assert torch.allclose(freq, torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0]), atol=0.01)
 
 
 def test_same_generator_same_result_and_different_seed_differs(nets):
@@ -142,11 +144,43 @@ def test_occupancy_first_keeps_the_models_probability_of_empty():
     # one empty code with p = 0.3 against ten surface codes sharing 0.7: a tempered top-k draw
     # over all codes inflates "empty"; the occupancy-first draw keeps it at 0.3
     probs = torch.tensor([0.3] + [0.07] * 10)
-    logits = probs.log().expand(1, 20_000, 11).contiguous()
+    logits = probs.log().expand(20_000, 11).contiguous()
     empty = torch.zeros(20_000, dtype=torch.long)
     g = torch.Generator().manual_seed(0)
-    pick, conf = _sample_occupancy_first(logits, logits.log_softmax(-1), empty, top_k=10, temp=0.5, generator=g)
+    first = SamplingOptions(top_k=10, occupancy_first=True)
+    pick, conf, ent, _ = _draw_level(logits, None, 1.0, empty, first, 0.5, g)
     assert abs((pick == 0).float().mean().item() - 0.3) < 0.02
     assert torch.allclose(conf[pick == 0], torch.tensor(0.3)) and torch.allclose(conf[pick != 0], torch.tensor(0.7))
-    plain, _ = _sample_token(logits, top_k=10, temp=0.5, generator=g)
+    assert torch.allclose(ent, -(probs * probs.log()).sum())
+    plain, _, _, _ = _draw_level(logits, None, 1.0, empty, replace(first, occupancy_first=False), 0.5, g)
     assert (plain == 0).float().mean().item() > 0.5
+
+
+def test_guided_draw_follows_the_guided_distribution_over_row_blocks():
+    # more rows than one pass of DRAW_ROWS: uncond + 3 (cond - uncond) puts 0.8 on code 2 everywhere
+    target = torch.tensor([0.05, 0.05, 0.8, 0.1])
+    uncond = torch.randn(3000, 4, generator=torch.Generator().manual_seed(1))
+    cond = uncond + (target.log() - uncond) / 3.0
+    opts = SamplingOptions(occupancy_first=False)
+    pick, conf, _, best = _draw_level(cond, uncond, 3.0, torch.zeros(3000, dtype=torch.long), opts, 1.0,
+                                      torch.Generator().manual_seed(0))
+    freq = torch.bincount(pick, minlength=4).float() / len(pick)
+    assert torch.allclose(freq, target, atol=0.03)
+    assert torch.allclose(conf, target[pick], atol=1e-5) and torch.all(best == 2)
+
+
+def test_fine_patches_under_an_empty_coarse_token_come_out_empty(nets):
+    # coarse plan given (half of it empty space), fine level drawn by an untrained model
+    model, tok = nets
+    empty = empty_tokens(tok)
+    g = torch.Generator().manual_seed(0)
+    known = torch.randint(0, 32, (2, 576), generator=g)
+    coarse_empty = torch.rand(2, 64, generator=g) < 0.5
+    known[:, :64] = torch.where(coarse_empty, empty[:64], known[:, :64])
+    given = torch.zeros(2, 576, dtype=torch.bool)
+    given[:, :64] = True
+    final = _run(nets, known_tokens=known, known_mask=given, opts={"num_steps": 6, "preview": False})[-1].tokens
+    under_empty = coarse_empty[:, model.layout.fine_to_coarse()]            # (2, 512)
+    fine, fine_empty = final[:, 64:], empty[64:].expand(2, -1)
+    assert torch.equal(fine[under_empty], fine_empty[under_empty])
+    assert (fine[~under_empty] != fine_empty[~under_empty]).float().mean() > 0.5   # elsewhere: the model's draws
