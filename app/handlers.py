@@ -231,7 +231,7 @@ class Handlers:
             pending = (viewer, seed, None if first else gr.skip(),
                        gr.Slider(minimum=1, maximum=T, value=1, step=1, interactive=False) if first else gr.skip(),
                        gr.skip())
-        result = self.pipe.decode(run.steps[-1].tokens, seed, condition.labels, options.min_part)[0]
+        result = self.pipe.decode(run.steps[-1].tokens, seed, condition.labels, options.min_part, options.precision)[0]
         downloads = None
         if len(result.mesh.faces) == 0:
             gr.Warning("The decoded shape is empty (every token is empty space), so there is no mesh to download. "

@@ -31,7 +31,7 @@ from .model import MaskedTransformer, ModelConfig
 from .repair import occupancy, repair_steps
 from .sampler import SamplingOptions, Step, sample_steps
 from .tokenizer import Tokenizer, TokenizerConfig
-from .weights import WEIGHTS_DIR, best_device, load_pretrained
+from .weights import WEIGHTS_DIR, best_device, load_pretrained, use_bf16
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Pipeline:
         self.tokenizer, self.model, self.device = tokenizer.eval(), model.eval(), device
         self.image_encoder = None if image_encoder is None else image_encoder.eval()
         self.layout = model.layout
-        self._occupancy: tuple[torch.Tensor, np.ndarray] | None = None    # the last decode (see ``occupancy``)
+        self._occupancy: tuple[bool, torch.Tensor, np.ndarray] | None = None    # the last decode (``occupancy``)
 
     # ---- inputs -----------------------------------------------------------------------------
 
@@ -130,52 +130,65 @@ class Pipeline:
 
     # ---- decoding ---------------------------------------------------------------------------
 
-    def steps(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> Iterator[Step]:
+    def steps(self, condition: Condition, seed: int | Sequence[int] = 0,
+              options: SamplingOptions = SamplingOptions()) -> Iterator[Step]:
         """Stream the decoding of a condition, one ``Step`` per decoding step (``smart3d.sampler.sample_steps``),
-        then those of its repair rounds (``smart3d.repair``)."""
-        g = torch.Generator().manual_seed(int(seed))
+        then those of its repair rounds (``smart3d.repair``). ``seed``: one for the batch, or one per shape
+        (each shape then comes out as it would decoded alone with its seed: requests batched together)."""
+        if isinstance(seed, (int, np.integer)):
+            g = torch.Generator().manual_seed(int(seed))
+        else:
+            if len(seed) != len(condition.labels):
+                raise ValueError(f"{len(seed)} seeds for {len(condition.labels)} shapes")
+            g = [torch.Generator().manual_seed(int(s)) for s in seed]
         last = None
         for last in sample_steps(self.model, self.tokenizer, condition.labels, options, g, condition.tokens,
                                  condition.known):
             yield last
         if options.repair_rounds:
             yield from repair_steps(self.model, self.tokenizer, last, condition.labels, options, g, condition.known,
-                                    self.occupancy)
+                                    lambda tokens: self.occupancy(tokens, options.precision))
 
-    def run(self, condition: Condition, seed: int = 0, options: SamplingOptions = SamplingOptions()) -> list[Result]:
+    def run(self, condition: Condition, seed: int | Sequence[int] = 0,
+            options: SamplingOptions = SamplingOptions()) -> list[Result]:
         """Decode a condition to the end (no previews) and turn the final tokens into results."""
         last = None
         for last in self.steps(condition, seed, replace(options, preview=False)):
             pass
-        return self.decode(last.tokens, seed, condition.labels, options.min_part)
+        return self.decode(last.tokens, seed, condition.labels, options.min_part, options.precision)
 
     @torch.no_grad()
-    def occupancy(self, tokens: torch.Tensor) -> np.ndarray:
-        """Occupancy probabilities (B, 32, 32, 32) float32 of token sequences (B, L). The last answer is
-        kept: the repair rounds' final check and ``decode`` of the same tokens share one decode."""
+    def occupancy(self, tokens: torch.Tensor, precision: str = "fp32") -> np.ndarray:
+        """Occupancy probabilities (B, 32, 32, 32) float32 of token sequences (B, L), the decoder in
+        ``precision`` (as ``SamplingOptions.precision``). The last answer is kept: the repair rounds'
+        final check and ``decode`` of the same tokens share one decode."""
+        bf16 = use_bf16(precision, self.device)
         memo = self._occupancy
-        if memo is not None and memo[0].shape == tokens.shape and torch.equal(memo[0], tokens.cpu()):
-            return memo[1]
-        probs = occupancy(self.tokenizer, tokens)
-        self._occupancy = (tokens.cpu().clone(), probs)
+        if memo is not None and memo[0] == bf16 and memo[1].shape == tokens.shape and torch.equal(memo[1], tokens.cpu()):
+            return memo[2]
+        probs = occupancy(self.tokenizer, tokens, bf16)
+        self._occupancy = (bf16, tokens.cpu().clone(), probs)
         return probs
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor, seed: int = 0, labels: torch.Tensor | None = None,
-               min_part: float = SamplingOptions.min_part) -> list[Result]:
+    def decode(self, tokens: torch.Tensor, seed: int | Sequence[int] = 0, labels: torch.Tensor | None = None,
+               min_part: float = SamplingOptions.min_part, precision: str = "fp32") -> list[Result]:
         """Token sequences (B, L) -> results with field, mesh and points; ``labels`` (B,) the classes
-        they were drawn for (the null class and None: unconditional).
+        they were drawn for (the null class and None: unconditional); ``precision`` of the decoder;
+        ``seed``: shape i's surface points are drawn with ``seed + i``, or ``seed[i]`` when one per shape.
 
         Connected parts of the solid smaller than ``min_part`` of the largest one are dropped
         (``geometry.drop_small_parts``; 0 keeps everything).
         """
-        probs = self.occupancy(tokens)
+        probs = self.occupancy(tokens, precision)
         out = []
         for i in range(len(tokens)):
             field = G.drop_small_parts(probs[i], 0.5, min_part)
             mesh = G.mesh_from_field(field, 0.5)
             label = None if labels is None or int(labels[i]) == self.model.null_class else int(labels[i])
-            out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=seed + i), label, seed))
+            own = int(seed) + i if isinstance(seed, (int, np.integer)) else int(seed[i])
+            out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=own), label,
+                              own if not isinstance(seed, (int, np.integer)) else int(seed)))
         return out
 
     # ---- convenience ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import trimesh
 
 from . import geometry as G
 from .model import MaskedTransformer
-from .sampler import SamplingOptions, Step, sample_steps
+from .sampler import Generators, SamplingOptions, Step, sample_steps
 from .tokenizer import Tokenizer
 
 
@@ -42,9 +42,13 @@ def loose_patches(mesh: trimesh.Trimesh, lattice: int = G.LATTICE) -> np.ndarray
 
 
 @torch.no_grad()
-def occupancy(tokenizer: Tokenizer, tokens: torch.Tensor) -> np.ndarray:
-    """Occupancy probabilities (B, 32, 32, 32) float32 of token sequences (B, L)."""
-    return torch.sigmoid(tokenizer.decode(tokens.to(tokenizer.quantizer.codebook.device))).float().cpu().numpy()
+def occupancy(tokenizer: Tokenizer, tokens: torch.Tensor, bf16: bool = False) -> np.ndarray:
+    """Occupancy probabilities (B, 32, 32, 32) float32 of token sequences (B, L); ``bf16``: the decoder
+    under bf16 autocast (with AMX 5x faster for one shape, 1.8x for 16; voxel IoU 0.998 with the fp32
+    field, the same mesh parts for 97% of 96 training shapes: ``experiments/decoder_precision.py``)."""
+    device = tokenizer.quantizer.codebook.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        return torch.sigmoid(tokenizer.decode(tokens.to(device)).float()).cpu().numpy()
 
 
 @torch.no_grad()
@@ -64,7 +68,7 @@ def redraw_mask(tokenizer: Tokenizer, tokens: torch.Tensor, num_coarse: int, giv
 
 
 def repair_steps(model: MaskedTransformer, tokenizer: Tokenizer, last: Step, labels: torch.Tensor,
-                 options: SamplingOptions, generator: torch.Generator | None = None,
+                 options: SamplingOptions, generator: Generators = None,
                  given: torch.Tensor | None = None,
                  decode: Callable[[torch.Tensor], np.ndarray] | None = None) -> Iterator[Step]:
     """Repair rounds after a decoding whose final step is ``last``, as more ``Step`` records.
@@ -85,7 +89,8 @@ def repair_steps(model: MaskedTransformer, tokenizer: Tokenizer, last: Step, lab
         if len(rows) == 0:
             return
         kept_order, kept_confidence = order[rows], confidence[rows]
-        for s in sample_steps(model, tokenizer, labels[rows], round_options, generator, tokens[rows], ~redo[rows]):
+        gen = [generator[r] for r in rows.tolist()] if isinstance(generator, (list, tuple)) else generator
+        for s in sample_steps(model, tokenizer, labels[rows], round_options, gen, tokens[rows], ~redo[rows]):
             tokens[rows] = s.tokens
             confidence[rows] = torch.where(redo[rows], s.confidence, kept_confidence)
             order[rows] = torch.where(redo[rows], torch.where(s.order > 0, s.order + index, -1), kept_order)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "repair_rounds": ("--repair-rounds", "after decoding, redraw every loose piece with the rest given, up to this many times (smart3d.repair)"),
     "repair_steps": ("--repair-steps", "decoding steps of each repair round"),
     "min_part": ("--min-part", "final mesh: drop solid parts under this fraction of the largest (0: keep all)"),
-    "precision": ("--precision", "transformer arithmetic: bf16 autocast, fp32, or auto (bf16 on CUDA and on CPUs with AMX)"),
+    "precision": ("--precision", "transformer and decoder arithmetic: bf16 autocast, fp32, or auto (bf16 on CUDA and on CPUs with AMX)"),
 }
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 
@@ -78,7 +78,7 @@ class SamplingOptions:
     repair_steps: int = 4                         # decoding steps per repair round
     preview: bool = False                         # decode a field preview at every step (for displays that draw it)
     min_part: float = 0.0                         # final mesh: drop parts under this fraction of the largest
-    precision: str = "auto"                       # transformer under bf16 autocast where fast (the weights were trained so)
+    precision: str = "auto"                       # transformer and decoder under bf16 autocast where fast
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -160,6 +160,19 @@ def empty_tokens(tokenizer: Tokenizer) -> torch.Tensor:
 DRAW_ROWS = 256
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def uniform(counts: Sequence[int], generator) -> torch.Tensor:
+    """``sum(counts)`` uniforms in [0, 1), ``counts[b]`` for batch row b in row order. ``generator``: one
+    generator for the batch, or one per row (a row's draws then depend on its own seed only, so a
+    shape decoded beside others is the shape decoded alone)."""
+    if isinstance(generator, (list, tuple)):
+        assert len(generator) == len(counts), f"{len(generator)} generators for {len(counts)} rows"
+        return torch.cat([torch.rand(int(n), generator=g) for n, g in zip(counts, generator)])
+    return torch.rand(int(sum(counts)), generator=generator)
+
+
 def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """One draw per row of non-negative ``weights`` (N, V), not necessarily normalised, from one uniform
     per row ``u`` (N,): (N,) int64. (``torch.multinomial`` draws V exponentials per row.) Overwrites weights."""
@@ -180,7 +193,8 @@ def _code_weights(logp: torch.Tensor, top_k: int, temp: float, exclude: torch.Te
 
 
 def _draw_level(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float, empty: torch.Tensor,
-                options: SamplingOptions, temp: float, generator, want_best: bool = True) -> tuple[torch.Tensor, ...]:
+                options: SamplingOptions, temp: float, generator, want_best: bool = True,
+                counts: Sequence[int] | None = None) -> tuple[torch.Tensor, ...]:
     """Draw one code per row of guided logits ``uncond + scale (cond - uncond)`` (N, V; ``uncond`` None:
     no guidance), ``empty`` (N,) the "no surface here" code of each row.
 
@@ -190,11 +204,13 @@ def _draw_level(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float, e
     picks it far more often than the model believes it; the confidence is the model's probability of
     the drawn outcome (surface or not). Otherwise the code is drawn over all codes and the confidence is
     its tempered probability. Returns codes, confidences, predictive entropies (nats) and most likely
-    codes (zeros unless ``want_best``), each (N,). Rows are processed DRAW_ROWS at a time.
+    codes (zeros unless ``want_best``), each (N,). Rows are processed DRAW_ROWS at a time. ``counts``:
+    how many of the N rows belong to each batch row, in order (``uniform``; default: one batch row).
     """
     N = cond.shape[0]
-    u_surface = torch.rand(N, generator=generator) if options.occupancy_first else None
-    u_code = torch.rand(N, generator=generator)
+    counts = [N] if counts is None else counts
+    u_surface = uniform(counts, generator) if options.occupancy_first else None
+    u_code = uniform(counts, generator)
     codes = torch.empty(N, dtype=torch.long, device=cond.device)
     conf, ent = torch.empty(N, device=cond.device), torch.empty(N, device=cond.device)
     best = torch.zeros(N, dtype=torch.long, device=cond.device)
@@ -229,7 +245,7 @@ def _draw_level(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float, e
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator).clamp_(1e-20, 1.0)
+    u = uniform([shape[1]] * shape[0], generator).view(shape).clamp_(1e-20, 1.0)
     return (-torch.log(-torch.log(u))).to(device)
 
 
@@ -295,7 +311,7 @@ def _draw_masked(logits: list[tuple[torch.Tensor, torch.Tensor | None]], scale: 
     for sl, (lc, lu) in zip(slices, logits):
         here = at[:, sl]                                                  # (B, l); lc: (here.sum(), V)
         drawn = _draw_level(lc, lu, scale, empty[sl].expand(B, -1)[here], options, temp, generator,
-                            want_best=options.preview)
+                            want_best=options.preview, counts=here.sum(1).tolist())
         for out, x in zip((sampled, conf, ent, best), drawn):
             out[:, sl][here] = x
     return sampled, conf, ent, best
@@ -303,14 +319,14 @@ def _draw_masked(logits: list[tuple[torch.Tensor, torch.Tensor | None]], scale: 
 
 @torch.no_grad()
 def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.Tensor,
-                 options: SamplingOptions = SamplingOptions(), generator: torch.Generator | None = None,
+                 options: SamplingOptions = SamplingOptions(), generator: Generators = None,
                  known_tokens: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
                  cond: torch.Tensor | None = None) -> Iterator[Step]:
     """Decode a batch progressively, yielding a ``Step`` after every step.
 
     labels : (B,) int64 class ids (``model.null_class`` for unconditional). known_tokens (B, L) and
     known_mask (B, L) bool (True = given) switch on completion. cond : (B, T, cond_dim) image prefix.
-    The generator (CPU) drives every random choice.
+    The generator (CPU; one for the batch or one per row, see ``uniform``) drives every random choice.
     """
     options.check()
     was_training = model.training
@@ -352,7 +368,7 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             entropy = (ent * mask).sum(1) / mask.sum(1).clamp(min=1)
             # which masked positions to commit now
             if options.policy == "random":
-                score = torch.rand(B, L, generator=generator).to(device)
+                score = uniform([L] * B, generator).view(B, L).to(device)
             elif options.policy == "raster":
                 score = -torch.arange(L, device=device, dtype=torch.float32).expand(B, L)
             else:
