@@ -65,7 +65,10 @@ def serve(args: argparse.Namespace, temporary: list[Path], summary: list[str]) -
                  "with --random-weights to try the interface with untrained tiny weights.")
     device = None if args.device == "auto" else args.device
     pipe = load_pipeline(weights, device)
-    config = AppConfig(max_file_mb=args.max_file_mb)
+    if args.decode_batch is not None and args.decode_batch < 1:
+        sys.exit("--decode-batch must be at least 1")
+    batch = {} if args.decode_batch is None else {"decode_concurrency": args.decode_batch}
+    config = AppConfig(max_file_mb=args.max_file_mb, **batch)
     demo = build_demo(pipe, config)
     images = "on" if pipe.image_encoder is not None else "off (no weights/image_encoder.safetensors)"
     print(f"SMART-3D app: weights {weights}, device {pipe.device}, image conditioning {images}")
@@ -102,6 +105,9 @@ if __name__ == "__main__":
     parser.add_argument("--weights", default=str(Path(__file__).resolve().parent / "weights"),
                         help="folder holding tokenizer.{safetensors,json} and model.{safetensors,json}")
     parser.add_argument("--max-file-mb", type=float, default=20.0, help="largest upload accepted, in MB")
+    parser.add_argument("--decode-batch", type=int, default=None,
+                        help="decodings in flight at once, decoded together as one batch (1: one at a time; "
+                             "default: AppConfig.decode_concurrency, 8)")
     parser.add_argument("--random-weights", action="store_true",
                         help="use random tiny weights (to try the interface before training; shapes are noise)")
     main(parser.parse_args())

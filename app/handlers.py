@@ -39,6 +39,7 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
+from smart3d.batching import DecodeBatcher, TooManyRequests
 from smart3d.classes import CLASSES
 from smart3d.dataset import check_class
 from smart3d.editing import REGIONS, keep_outside, keep_until
@@ -63,7 +64,9 @@ class AppConfig:
     max_file_mb: float = 20.0          # uploads (also passed to launch(max_file_size=...))
     max_points: int = 2_000_000        # points (or mesh vertices) in an uploaded scan
     queue_size: int = 16               # requests waiting in the queue before new ones are refused
-    decode_concurrency: int = 1        # decodings running at once (they share one model)
+    decode_concurrency: int = 8        # decodings in flight at once: decoded together (smart3d.batching)
+    batch_window_s: float = 0.05       # a decoding waits this long for others to share its batch
+    max_decodes_per_user: int = 2      # one session's decodings waiting or running at once
     light_concurrency: int = 4         # replays, previews, scans
     state_ttl_s: int = 600             # a session idle this long is forgotten (its run, its files)
     end_grace_s: float = 30.0          # a session that said goodbye is forgotten this much later
@@ -173,6 +176,8 @@ class Handlers:
         self.empty = empty_tokens(pipe.tokenizer).cpu()         # (L,) "empty space" code per position
         self.stopping = threading.Event()                       # set by ``shutdown``
         self._janitor: threading.Thread | None = None
+        # concurrent decodings with the same settings run as one batch, each with its own seed
+        self.batcher = DecodeBatcher(pipe, config.batch_window_s, config.decode_concurrency, config.max_decodes_per_user)
 
     def _session(self, request: gr.Request | None) -> str | None:
         """The request's session (marked alive); refuses new work while shutting down."""
@@ -222,7 +227,11 @@ class Handlers:
         pending = None           # a step is sent when the next one exists: the last one goes out with the downloads
         # the decoding, then any repair rounds; each step's preview (its belief decoded) becomes the forming
         # surface drawn in the viewer, kept as at most 2500 voxel indices (not the 32^3 field)
-        for step in self.pipe.steps(condition, seed, replace(options, preview=True)):
+        try:
+            steps = self.batcher.steps(condition, seed, replace(options, preview=True), user=session)
+        except TooManyRequests as e:
+            raise gr.Error(str(e)) from None
+        for step in steps:
             self._keep(run, step)
             if pending is not None:
                 yield pending
@@ -531,10 +540,12 @@ class Handlers:
         deadline = time.monotonic() + (self.config.shutdown_grace_s if grace_s is None else grace_s)
         while self.files.running and time.monotonic() < deadline:
             time.sleep(0.05)
+        self.batcher.close(max(0.0, deadline - time.monotonic()))
         return running
 
     def close(self) -> None:
-        """Stop the janitor and remove every session's files."""
+        """Stop the janitor and the decode batcher and remove every session's files."""
         self.stopping.set()
+        self.batcher.close(0.0)
         self.files.close()
 

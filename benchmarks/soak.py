@@ -67,12 +67,14 @@ def disk_usage(folder: Path) -> tuple[int, int]:
     return size, files
 
 
-def start_server(weights: Path, tmp: Path, port: int, log_path: Path, extra_env: dict) -> subprocess.Popen:
+def start_server(weights: Path, tmp: Path, port: int, log_path: Path, extra_env: dict,
+                 extra_args: list[str] = ()) -> subprocess.Popen:
     env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio"), **extra_env}
     (tmp / "gradio").mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--device", "cpu",
-                             "--weights", str(weights)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--weights", str(weights), *extra_args], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     import httpx
 
     deadline = time.time() + 900
