@@ -6,41 +6,39 @@ import pytest
 import torch
 
 from smart3d.batching import DecodeBatcher, TooManyRequests
-from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.pipeline import load_pipeline
 from smart3d.sampler import SamplingOptions
-from smart3d.tokenizer import PRESETS, Tokenizer
-from smart3d.weights import save_pretrained
 
 OPTS = SamplingOptions(num_steps=6, precision="fp32", repair_rounds=2, repair_steps=2)
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    tc = PRESETS["tiny"]
-    save_pretrained(Tokenizer(tc), tc, d / "tokenizer")
-    mc = ModelConfig(depth=2, dim=32, heads=2, codebook_size=tc.codebook_size, coarse_codebook_size=tc.coarse_codebook_size)
-    save_pretrained(MaskedTransformer(mc), mc, d / "model")
-    return load_pipeline(d, "cpu")
+def pipe(tiny_weights):
+    return load_pipeline(tiny_weights, "cpu")
 
 
-def _collect(batcher, pipe, name, seed, options, user, out, start):
-    start.wait()
-    out[(name, seed)] = list(batcher.steps(pipe.condition(name), seed, options, user=user))
-
-
-def test_concurrent_requests_share_a_batch_and_get_what_they_would_alone(pipe):
-    batcher = DecodeBatcher(pipe, window_s=0.5, max_batch=8)
+def _concurrently(batcher, pipe, asks) -> dict:
+    """Each (class, seed, options, user) of ``asks`` decoded from its own thread, all started at once:
+    {(class, seed): the request's steps}."""
     out, start = {}, threading.Event()
-    asks = [("chair", 1), ("airplane", 2), ("chair", 3)]
-    threads = [threading.Thread(target=_collect, args=(batcher, pipe, n, s, OPTS, f"user{s}", out, start)) for n, s in asks]
+
+    def one(name, seed, options, user):
+        start.wait()
+        out[(name, seed)] = list(batcher.steps(pipe.condition(name), seed, options, user=user))
+
+    threads = [threading.Thread(target=one, args=a) for a in asks]
     for t in threads:
         t.start()
     start.set()
     for t in threads:
         t.join(60)
+    return out
+
+
+def test_concurrent_requests_share_a_batch_and_get_what_they_would_alone(pipe):
+    batcher = DecodeBatcher(pipe, window_s=0.5, max_batch=8)
+    asks = [("chair", 1), ("airplane", 2), ("chair", 3)]
+    out = _concurrently(batcher, pipe, [(n, s, OPTS, f"user{s}") for n, s in asks])
     batcher.close()
     assert batcher.batches == [3]                                   # one batch of three
     for name, seed in asks:
@@ -53,15 +51,8 @@ def test_concurrent_requests_share_a_batch_and_get_what_they_would_alone(pipe):
 
 def test_requests_with_other_settings_go_in_another_batch(pipe):
     batcher = DecodeBatcher(pipe, window_s=0.5)
-    out, start = {}, threading.Event()
     other = SamplingOptions(num_steps=3, precision="fp32", repair_rounds=0)
-    threads = [threading.Thread(target=_collect, args=(batcher, pipe, "chair", s, o, s, out, start))
-               for s, o in ((1, OPTS), (2, other), (3, OPTS))]
-    for t in threads:
-        t.start()
-    start.set()
-    for t in threads:
-        t.join(60)
+    out = _concurrently(batcher, pipe, [("chair", 1, OPTS, 1), ("chair", 2, other, 2), ("chair", 3, OPTS, 3)])
     batcher.close()
     assert sorted(batcher.batches) == [1, 2]
     assert len(out[("chair", 2)]) == 3

@@ -11,25 +11,15 @@ import trimesh
 from PIL import Image
 
 from smart3d.export import MESH_FORMATS, export_mesh, export_points, glb_metadata
-from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.pipeline import load_pipeline
 from smart3d.sampler import SamplingOptions
-from smart3d.tokenizer import PRESETS, Tokenizer
-from smart3d.weights import save_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    tc = PRESETS["tiny"]
-    save_pretrained(Tokenizer(tc), tc, d / "tokenizer")
-    mc = ModelConfig(depth=2, dim=32, heads=2, codebook_size=tc.codebook_size,
-                     coarse_codebook_size=tc.coarse_codebook_size)
-    save_pretrained(MaskedTransformer(mc), mc, d / "model")
-    return d
+def weights(tiny_weights):
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
