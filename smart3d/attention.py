@@ -111,7 +111,7 @@ def spatial_kernel_matrix(gamma: torch.Tensor, lattices: list[int], prefix: int 
 
 # sequences per pass of the materialised form: its (H, L, L) weights of one sequence at L = 576 are
 # 2.7 MB in bf16, the size of this CPU's L2; a batch of 32 at once ran 2.7x slower per sequence
-# (weights out to memory and back; ``python -m smart3d bench attention-batch``)
+# (weights out to memory and back; measured in docs/EXPERIMENTS.md, session 18 speed section)
 DENSE_MAX_WEIGHTS = 1 << 21
 
 

@@ -135,7 +135,7 @@ class Pipeline:
         """Stream the decoding of a condition, one ``Step`` per decoding step (``smart3d.sampler.sample_steps``),
         then those of its repair rounds (``smart3d.repair``). ``seed``: one for the batch, or one per shape
         (each shape then comes out as it would decoded alone with its seed: requests batched together)."""
-        if isinstance(seed, (int, np.integer)):
+        if _one_seed(seed):
             g = torch.Generator().manual_seed(int(seed))
         else:
             if len(seed) != len(condition.labels):
@@ -186,9 +186,9 @@ class Pipeline:
             field = G.drop_small_parts(probs[i], 0.5, min_part)
             mesh = G.mesh_from_field(field, 0.5)
             label = None if labels is None or int(labels[i]) == self.model.null_class else int(labels[i])
-            own = int(seed) + i if isinstance(seed, (int, np.integer)) else int(seed[i])
+            own = int(seed) + i if _one_seed(seed) else int(seed[i])
             out.append(Result(tokens[i].cpu(), field, mesh, G.sample_surface(mesh, 2048, seed=own), label,
-                              own if not isinstance(seed, (int, np.integer)) else int(seed)))
+                              int(seed) if _one_seed(seed) else own))
         return out
 
     # ---- convenience ------------------------------------------------------------------------
@@ -225,6 +225,11 @@ class Pipeline:
         """Generate ``num`` shapes that look like the object in ``image``."""
         return self.run(self.condition_from_images([self.image_condition(image, class_name, confidence)] * num),
                         seed, options)
+
+
+def _one_seed(seed) -> bool:
+    """Whether ``seed`` is one seed for a batch (rather than one per shape)."""
+    return isinstance(seed, (int, np.integer))
 
 
 def _check_num(num: int) -> None:
