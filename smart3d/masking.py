@@ -149,6 +149,30 @@ def view_visible(fine_tokens: torch.Tensor, empty_token: int, axis: int, sign: i
     return _with_coarse(vis, layout)
 
 
+def under_empty_parent(tokens: torch.Tensor, given: torch.Tensor, empty: torch.Tensor, num_coarse: int,
+                       parent: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the fine positions whose coarse parent is ``given`` (B, L) as empty space.
+
+    Such a patch is empty: in the training sequences a fine token under an empty coarse token is
+    empty in 99.997% of 5.9 M cases (``experiments/results/hierarchy_rule.json``). The sampler gives
+    it the empty code instead of asking the model (a fine level that agrees with the coarse plan,
+    and about 60% fewer positions to draw), and training never masks it (``asked_mask``).
+    ``empty`` (L,) is the empty shape's sequence; ``parent`` is ``layout.fine_to_coarse()``."""
+    out = torch.zeros_like(given)
+    if num_coarse:
+        coarse_empty = given[:, :num_coarse] & (tokens[:, :num_coarse] == empty[:num_coarse])
+        out[:, num_coarse:] = coarse_empty[:, parent]
+    return out
+
+
+def asked_mask(mask: torch.Tensor, tokens: torch.Tensor, empty: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+    """``mask`` without the fine positions the sampler never asks about: those under a visible empty
+    coarse token (``under_empty_parent``). Training then sees the states the sampler visits and
+    spends its loss on the positions it draws. tokens (B, L), empty (L,)."""
+    parent = layout.fine_to_coarse().to(mask.device)
+    return mask & ~under_empty_parent(tokens, ~mask, empty.to(mask.device), layout.num_coarse, parent)
+
+
 MaskKind = Literal["random", "coarse_first", "plane", "box", "view"]
 
 

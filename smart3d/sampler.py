@@ -8,7 +8,7 @@ Each step (MaskGIT / MAR, with SMART-3D's spatially-aware choice of what to comm
 2. a token is *sampled* at every masked position (``_draw_level``): first whether its patch holds
    surface, from the model's own marginal (``occupancy_first``, on by default), then which surface code, at a temperature annealed
    linearly over the steps (1 throughout by default), from all codes or the top-k logits. A fine
-   position whose coarse parent is committed as empty space is empty (``_under_empty_parent``): the
+   position whose coarse parent is committed as empty space is empty (``under_empty_parent``): the
    model is not asked;
 3. the schedule (cosine by default) says how many masked tokens remain after this step; the commit
    policy picks which positions to commit among the masked ones:
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from . import geometry as G
-from .masking import SCHEDULES, masked_counts
+from .masking import SCHEDULES, masked_counts, under_empty_parent
 from .model import MaskedTransformer
 from .tokenizer import Tokenizer
 from .weights import use_bf16
@@ -281,21 +281,6 @@ def _guided_logits(model: MaskedTransformer, tokens: torch.Tensor, mask: torch.T
     return [tuple(x.chunk(2)) for x in both]
 
 
-def _under_empty_parent(tokens: torch.Tensor, committed: torch.Tensor, empty: torch.Tensor, num_coarse: int,
-                        parent: torch.Tensor) -> torch.Tensor:
-    """(B, L) bool: the fine positions whose coarse parent is ``committed`` (B, L) as empty space.
-
-    Such a patch is empty: in the training sequences a fine token under an empty coarse token is
-    empty in 99.997% of 5.9 M cases (``experiments/results/hierarchy_rule.json``), so the sampler
-    gives it the empty code instead of asking the model: a fine level that agrees with the coarse
-    plan, and about 60% fewer positions to draw once the coarse tokens are in."""
-    out = torch.zeros_like(committed)
-    if num_coarse:
-        coarse_empty = committed[:, :num_coarse] & (tokens[:, :num_coarse] == empty[:num_coarse])
-        out[:, num_coarse:] = coarse_empty[:, parent]
-    return out
-
-
 def _draw_masked(logits: list[tuple[torch.Tensor, torch.Tensor | None]], scale: float, at: torch.Tensor,
                  slices: list[slice], empty: torch.Tensor, options: SamplingOptions, temp: float,
                  generator) -> tuple[torch.Tensor, ...]:
@@ -358,7 +343,7 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             scale = 1.0 + (options.cfg_scale - 1.0) * revealed               # MAR: guidance grows with progress
             u = (s - 1) / max(1, T - 1)
             temp = options.temperature[0] + (options.temperature[1] - options.temperature[0]) * u
-            decided = mask & _under_empty_parent(tokens, ~mask, empty, nc, parent)    # empty by the coarse plan
+            decided = mask & under_empty_parent(tokens, ~mask, empty, nc, parent)    # empty by the coarse plan
             at = mask & ~decided
             logits = _guided_logits(model, tokens, mask, labels, null, cond, scale, bf16, at)
             sampled, conf, ent, best = _draw_masked(logits, scale, at, slices, empty, options, temp, generator)
@@ -381,7 +366,7 @@ def sample_steps(model: MaskedTransformer, tokenizer: Tokenizer, labels: torch.T
             rank = score.argsort(1, descending=True).argsort(1)
             commit = (rank < n_commit[:, None]) & mask
             # a fine token committed in the same step as its parent drawn as empty space is empty too
-            late = commit & _under_empty_parent(torch.where(commit, sampled, tokens), ~mask | commit, empty, nc, parent)
+            late = commit & under_empty_parent(torch.where(commit, sampled, tokens), ~mask | commit, empty, nc, parent)
             sampled, conf = torch.where(late, empty, sampled), torch.where(late, 1.0, conf)
             tokens = torch.where(commit, sampled, tokens)
             confidence = torch.where(commit, conf, confidence)

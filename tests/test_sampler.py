@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from smart3d.masking import SCHEDULES, masked_counts, training_mask
+from smart3d.masking import SCHEDULES, asked_mask, masked_counts, training_mask
 from smart3d.model import MaskedTransformer, ModelConfig
 from smart3d.sampler import (POLICIES, SamplingOptions, _draw_level, _inverse_cdf,
                              empty_tokens, sample, sample_steps)
@@ -184,3 +184,21 @@ def test_fine_patches_under_an_empty_coarse_token_come_out_empty(nets):
     fine, fine_empty = final[:, 64:], empty[64:].expand(2, -1)
     assert torch.equal(fine[under_empty], fine_empty[under_empty])
     assert (fine[~under_empty] != fine_empty[~under_empty]).float().mean() > 0.5   # elsewhere: the model's draws
+
+
+def test_training_asks_only_what_the_sampler_asks(nets):
+    # a masked fine patch under a visible empty coarse token is unmasked (the sampler fills it in);
+    # one under a masked or occupied coarse token stays masked, and nothing new gets masked
+    model, tok = nets
+    empty = empty_tokens(tok)
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 32, (3, 576), generator=g)
+    coarse_empty = torch.rand(3, 64, generator=g) < 0.5
+    tokens[:, :64] = torch.where(coarse_empty, empty[:64], tokens[:, :64])
+    mask = torch.rand(3, 576, generator=g) < 0.6
+    asked = asked_mask(mask, tokens, empty, model.layout)
+    parent = model.layout.fine_to_coarse()
+    told_empty = (coarse_empty & ~mask[:, :64])[:, parent]                   # (3, 512)
+    assert torch.equal(asked[:, :64], mask[:, :64])
+    assert torch.equal(asked[:, 64:], mask[:, 64:] & ~told_empty)
+    assert (mask[:, 64:] & told_empty).sum() > 50                            # the rule had work to do

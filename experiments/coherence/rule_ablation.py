@@ -1,5 +1,5 @@
 """The sampler's hierarchy rule switched off, for an ablation: runs ``python -m smart3d evaluate`` with
-``smart3d.sampler._under_empty_parent`` returning no positions, so the model draws every fine token.
+``smart3d.sampler.under_empty_parent`` returning no positions, so the model draws every fine token.
 
     python experiments/coherence/rule_ablation.py evaluate --task generation ... --out FILE.json
 """
@@ -11,7 +11,7 @@ import torch
 import smart3d.sampler as S
 from smart3d.cli import main
 
-S._under_empty_parent = lambda tokens, committed, *rest: torch.zeros_like(committed)
+S.under_empty_parent = lambda tokens, committed, *rest: torch.zeros_like(committed)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
