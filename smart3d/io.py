@@ -5,8 +5,9 @@ words meant for a person: which file, what kind of file we tried to read it as, 
 the limit that was crossed. The Gradio app shows these messages as they are.
 
 Supported files
-- point clouds: ``.xyz`` (text), ``.npy`` / ``.npz`` (NumPy, never unpickled), ``.pcd`` (PCL, ASCII
-  or uncompressed binary);
+- point clouds: ``.xyz`` (text), ``.npy`` / ``.npz`` (NumPy, never unpickled), ``.pcd`` (PCL: DATA ascii
+  and binary parsed here, binary_compressed decoded by ``pypcd4`` after the same header checks),
+  ``.las`` / ``.laz`` (LiDAR, by ``laspy``; LAZ through its ``lazrs`` backend);
 - meshes: ``.ply .obj .off .stl .glb`` via trimesh. A ``.ply`` (or ``.obj``/``.off``) that has
   vertices but no faces is read as a point cloud.
 
@@ -35,7 +36,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-POINT_EXTENSIONS = (".xyz", ".npy", ".npz", ".pcd")
+POINT_EXTENSIONS = (".xyz", ".npy", ".npz", ".pcd", ".las", ".laz")
 MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl", ".glb")
 SUPPORTED_EXTENSIONS = POINT_EXTENSIONS + MESH_EXTENSIONS
 MAX_FILE_BYTES = 50 * 2**20  # default upload size limit
@@ -49,6 +50,8 @@ _KIND = {
     ".npy": "a NumPy .npy array",
     ".npz": "a NumPy .npz archive",
     ".pcd": "a PCD point cloud",
+    ".las": "a LAS (LiDAR) point cloud",
+    ".laz": "a LAZ (compressed LiDAR) point cloud",
     ".ply": "a PLY mesh or point cloud",
     ".obj": "an OBJ mesh",
     ".off": "an OFF mesh",
@@ -302,12 +305,57 @@ def _read_pcd(path: str, name: str, max_points: int) -> np.ndarray:
         cols = [col[:, 0] if col.ndim == 2 else col for col in cols]
         return np.stack(cols, axis=1).astype(np.float64)
     if mode == "binary_compressed":
-        raise InputError(f"{name}: compressed binary PCD files are not supported; "
-                         "please save it with DATA ascii or binary.")
+        return _read_pcd_compressed(data, body, fields, sizes, counts, num, name)
     raise _unreadable(name, ".pcd", f"unknown DATA mode '{mode}'.")
 
 
-_POINT_READERS = {".xyz": _read_xyz, ".npy": _read_npy, ".npz": _read_npz, ".pcd": _read_pcd}
+def _read_pcd_compressed(data: bytes, body: bytes, fields: list[str], sizes: list[int], counts: list[int],
+                         num: int, name: str) -> np.ndarray:
+    """DATA binary_compressed (LZF, fields stored one after another), decoded by pypcd4 after our size checks."""
+    import struct
+
+    from pypcd4 import PointCloud
+
+    if len(body) < 8:
+        raise _unreadable(name, ".pcd", "the compressed data is missing (no size fields after the header).")
+    packed, unpacked = struct.unpack("<II", body[:8])
+    need = num * sum(s * c for s, c in zip(sizes, counts))
+    if unpacked != need:                              # checked before decompressing anything
+        raise _unreadable(name, ".pcd", f"the header says {num:,} points ({need:,} bytes), but the compressed "
+                          f"data holds {unpacked:,} bytes.")
+    if len(body) - 8 < packed:
+        raise _unreadable(name, ".pcd", f"the compressed data is truncated: {packed:,} bytes announced, "
+                          f"{len(body) - 8:,} found.")
+    if num == 0:
+        raise InputError(f"{name} contains no points.")
+    try:
+        cloud = PointCloud.from_fileobj(_io.BytesIO(data))
+        points = cloud.numpy(("x", "y", "z"))
+    except Exception as err:                          # lzf errors, malformed layouts...
+        raise _unreadable(name, ".pcd", f"the compressed data cannot be decoded ({_short(err)}).") from None
+    return np.asarray(points, dtype=np.float64).reshape(-1, 3)
+
+
+def _read_las(path: str, name: str, max_points: int) -> np.ndarray:
+    """LAS / LAZ by laspy (LAZ through its lazrs backend): the scaled x, y, z of every point."""
+    import laspy
+
+    ext = os.path.splitext(name)[1].lower()
+    try:
+        with laspy.open(path) as reader:
+            count = int(reader.header.point_count)
+            if count > max_points:
+                raise InputError(f"{name} has {count:,} points, more than the limit of {max_points:,}.")
+            las = reader.read()
+        return np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1).astype(np.float64)
+    except InputError:
+        raise
+    except Exception as err:  # laspy raises LaspyException and others on corrupt files
+        raise _unreadable(name, ext, _short(err)) from None
+
+
+_POINT_READERS = {".xyz": _read_xyz, ".npy": _read_npy, ".npz": _read_npz, ".pcd": _read_pcd,
+                  ".las": _read_las, ".laz": _read_las}
 
 
 # --------------------------------------------------------------------------------------------
