@@ -172,8 +172,9 @@ class SpatialAttention(nn.Module):
     def kernel(self, dtype: torch.dtype, lattices: list[int], prefix: int) -> torch.Tensor:
         """``spatial_kernel_matrix`` of this layer's gamma: (H, L, L). Kept between calls while gradients
         are off (sampling asks for it every step with the same gamma; recomputing it took a third of
-        the layer's attention time); recomputed when gamma changes (its version counter moves)."""
-        if torch.is_grad_enabled():
+        the layer's attention time); recomputed when gamma changes (its version counter moves). Also
+        kept in training while gamma is frozen (``train model --freeze-gamma``)."""
+        if torch.is_grad_enabled() and self.gamma_raw.requires_grad:
             return spatial_kernel_matrix(self.gamma.to(dtype), lattices, prefix)
         key = (self.gamma_raw.data_ptr(), self.gamma_raw._version, dtype, tuple(lattices), prefix)
         if self._kernel is None or self._kernel[0] != key:

@@ -353,6 +353,24 @@ def test_carried_over_model_predicts_what_the_old_one_did(workdir, grown):
     assert torch.allclose(grouped, expect / expect.sum(-1, keepdim=True), atol=1e-5)
 
 
+def test_frozen_gamma_stays_as_init_has_it_while_the_rest_learns(workdir):
+    """``train model --init X --freeze-gamma``: every head's spatial scale is X's, to the bit, though
+    AdamW's weight decay and a large learning rate move every other weight."""
+    from safetensors.torch import load_file
+
+    d, common = workdir
+    _run(["train", "model", "--preset", "tiny", "--steps", "2", "--tokenizer", str(d / "tokenizer"),
+          "--checkpoint", str(d / "g0.pt"), "--out", str(d / "g0"), *common], d)
+    _run(["train", "model", "--preset", "tiny", "--steps", "3", "--init", str(d / "g0"), "--freeze-gamma",
+          "--ema", "0", "--lr", "1e-2", "--tokenizer", str(d / "tokenizer"), "--checkpoint", str(d / "g1.pt"),
+          "--out", str(d / "g1"), *common], d)
+    before, after = load_file(d / "g0.safetensors"), load_file(d / "g1.safetensors")
+    gammas = [k for k in before if k.endswith("gamma_raw")]
+    assert gammas and all(torch.equal(before[k], after[k]) for k in gammas)
+    assert not torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
+    assert "--freeze-gamma" in read_config(d / "g1")["command"]
+
+
 def test_grown_model_computes_what_the_shallow_one_did():
     """``grow_depth``: a 2-block model grown to 4 blocks gives the same logits before any training,
     and its new blocks are not frozen copies (their zeroed outputs still get gradients)."""

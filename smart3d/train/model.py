@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asked-only", action="store_true",
                    help="never mask fine positions under a visible empty coarse token: the sampler does not ask "
                         "about them (masking.asked_mask)")
+    p.add_argument("--freeze-gamma", action="store_true",
+                   help="keep each head's spatial scale gamma as --init has it: its gradient is ~30%% of a CPU "
+                        "training step and it moves ~1%% in a continued run (experiments/train_step_profile.py)")
     p.add_argument("--class-dropout", type=float, default=0.1, help="label dropout for guidance")
     add_common_arguments(p, lr=LR, out="weights/model",
                          checkpoint="checkpoints/model_<preset>_<attention>_l<levels>.pt")
@@ -97,6 +100,9 @@ def main(args: argparse.Namespace) -> None:
         else:
             carry_over(model, args.init, tokens[:len(train)], train.dense, device, g)
         ema.load_state_dict(model.state_dict())
+    if args.freeze_gamma:
+        for block in model.blocks:
+            block.attn.gamma_raw.requires_grad_(False)            # no gradient: AdamW leaves it (and its decay) alone
     del train                                                    # the dense clouds: memory
     step, t_used, log = resume(ckpt_path, {"model": model, "ema": ema}, opt, g, rank)
     full = tokenizer.layout
@@ -139,7 +145,8 @@ def main(args: argparse.Namespace) -> None:
     save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
                     command=command_line(args, ["preset", "depth", "init", "tokenizer", "attention", "levels", "num_per_class",
                                                  "steps", "batch_size", "lr", "warmup", "minutes", "seed"])
-                    + (" --local-conv" if args.local_conv else "") + (" --asked-only" if args.asked_only else "") + f" --precision {args.precision}",
+                    + (" --local-conv" if args.local_conv else "") + (" --asked-only" if args.asked_only else "")
+                    + (" --freeze-gamma" if args.freeze_gamma else "") + f" --precision {args.precision}",
                     train_seconds=seconds, hardware=f"{world} x {device.type}" + (" (AMX)" if cpu_has_amx() else ""),
                     precision="bf16" if bf16 else "fp32", threads=torch.get_num_threads(), steps=step,
                     loss_curve=log)
