@@ -16,8 +16,10 @@ in five steps, each one plain numpy / scipy and seeded:
    clusters holding under ``min_cluster`` of the points (radius graph) are dropped.
 3. **Up axis**: the user's choice; else the ground's normal; else ``default_up``.
 4. **Scale and height**: the object stands on the ground (or on its lowest point) and the scan sees
-   its top, so its height is known in scan units; a template of the class of that canonical height
-   gives the scale.
+   its top, so its height is known in scan units; the longest side seen (the height, or the footprint
+   along its principal axes) is taken as the object's longest side, ``2 * FILL`` in the canonical box
+   (an object whose longest side is hidden comes out too large); the box is centred, so the bottom
+   goes to ``-height / 2``.
 5. **Heading and horizontal offset, scored by fit**: for templates of the class (benchmark training
    shapes, ``assets/intake_templates.npz``) and ``headings`` starting yaws around the footprint's
    principal axes, a 2-D ICP (yaw and x/z offset; the height and scale stay fixed, so the one-sided
@@ -45,6 +47,8 @@ from scipy.spatial import cKDTree
 
 from .classes import CLASSES
 from .io import MIN_POINTS, InputError
+
+FILL = 0.9  # smart3d.geometry.FILL (not imported: this module needs no torch)
 
 TEMPLATES_PATH = Path(__file__).resolve().parent.parent / "assets" / "intake_templates.npz"
 AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
@@ -398,12 +402,16 @@ def place_scan(points: np.ndarray, class_name: str | None = None, up=None, confi
     xz = sub[:, [0, 2]] - sub[:, [0, 2]].mean(0)
     axis = np.linalg.eigh(xz.T @ xz)[1][:, -1]                  # footprint principal axis (x, z)
     base = math.degrees(math.atan2(-axis[1], axis[0]))          # yaw that puts it along +x
+    # scale: the canonical box's longest side is 2 * FILL; we take the longest side seen (the height, the
+    # footprint along its principal axes) to be the object's. A template's height over the scan's height
+    # was worse on real desks, taller for their width than our tables (benchmarks/scan_intake.py).
+    lo, hi = np.quantile(np.stack([xz @ axis, xz @ [-axis[1], axis[0]]], 1), [0.005, 0.995], axis=0)
+    s = 2 * FILL / max(top - bottom, *(hi - lo))
+    ymin = -s * (top - bottom) / 2                              # the box is centred: bottom at -height / 2
+    q = (sub - [0.0, bottom, 0.0]) * s + [0.0, ymin, 0.0]
     candidates = []                                             # coarse pass: every template and heading
     for c, (bank, index) in zip(classes, banks):
         for t, tpl in enumerate(bank[: config.num_templates]):
-            ymin, ymax = tpl[:, 1].min(), tpl[:, 1].max()
-            s = (ymax - ymin) / (top - bottom)
-            q = (sub - [0.0, bottom, 0.0]) * s + [0.0, ymin, 0.0]
             tree = cKDTree(tpl)
             yaws, shifts, scores = _icp_xz(q, tree, base + 360.0 * np.arange(config.headings) / config.headings,
                                            config, config.coarse_iterations)
