@@ -156,7 +156,7 @@ def under_empty_parent(tokens: torch.Tensor, given: torch.Tensor, empty: torch.T
     Such a patch is empty: in the training sequences a fine token under an empty coarse token is
     empty in 99.997% of 5.9 M cases (``experiments/results/hierarchy_rule.json``). The sampler gives
     it the empty code instead of asking the model (a fine level that agrees with the coarse plan,
-    and about 60% fewer positions to draw), and training never masks it (``asked_mask``).
+    and about 60% fewer positions to draw).
     ``empty`` (L,) is the empty shape's sequence; ``parent`` is ``layout.fine_to_coarse()``."""
     out = torch.zeros_like(given)
     if num_coarse:
@@ -167,8 +167,9 @@ def under_empty_parent(tokens: torch.Tensor, given: torch.Tensor, empty: torch.T
 
 def asked_mask(mask: torch.Tensor, tokens: torch.Tensor, empty: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
     """``mask`` without the fine positions the sampler never asks about: those under a visible empty
-    coarse token (``under_empty_parent``). Training then sees the states the sampler visits and
-    spends its loss on the positions it draws. tokens (B, L), empty (L,)."""
+    coarse token (``under_empty_parent``); the loss there is the loss that matters for sampling
+    (``experiments/coherence/val_loss.py``). Training on these masks only (campaign 4, arm B) tied
+    with training on all of them: docs/EXPERIMENTS.md. tokens (B, L), empty (L,)."""
     parent = layout.fine_to_coarse().to(mask.device)
     return mask & ~under_empty_parent(tokens, ~mask, empty.to(mask.device), layout.num_coarse, parent)
 

@@ -186,7 +186,7 @@ def test_fine_patches_under_an_empty_coarse_token_come_out_empty(nets):
     assert (fine[~under_empty] != fine_empty[~under_empty]).float().mean() > 0.5   # elsewhere: the model's draws
 
 
-def test_training_asks_only_what_the_sampler_asks(nets):
+def test_asked_mask_leaves_out_what_the_sampler_fills_in(nets):
     # a masked fine patch under a visible empty coarse token is unmasked (the sampler fills it in);
     # one under a masked or occupied coarse token stays masked, and nothing new gets masked
     model, tok = nets

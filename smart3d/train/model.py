@@ -38,9 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None,
                    help="start from this transformer, its fine codes carried over to --tokenizer's (carry_over)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped model weights")
-    p.add_argument("--asked-only", action="store_true",
-                   help="never mask fine positions under a visible empty coarse token: the sampler does not ask "
-                        "about them (masking.asked_mask)")
     p.add_argument("--freeze-gamma", action="store_true",
                    help="keep each head's spatial scale gamma as --init has it: its gradient is ~30%% of a CPU "
                         "training step and it moves ~1%% in a continued run (experiments/train_step_profile.py)")
@@ -61,7 +58,7 @@ def masked_token_loss(forward, slices: list[slice], tokens: torch.Tensor, mask: 
 
 def main(args: argparse.Namespace) -> None:
     from ..dataset import load_split
-    from ..masking import asked_mask, training_mask
+    from ..masking import training_mask
     from ..model import PRESETS, MaskedTransformer
     from ..sampler import empty_tokens
     from ..tokenizer import Tokenizer, TokenizerConfig
@@ -108,8 +105,7 @@ def main(args: argparse.Namespace) -> None:
     full = tokenizer.layout
     if args.levels == 1 and full.num_coarse:                     # fine-only ablation: drop the coarse tokens
         tokens = tokens[:, full.num_coarse:]
-    empty_seq = empty_tokens(tokenizer).cpu()
-    empty = int(empty_seq[-1])
+    empty = int(empty_tokens(tokenizer)[-1])
     nc = model.layout.num_coarse
     local = args.batch_size // world
     assert local * world == args.batch_size, f"batch {args.batch_size} not divisible by {world} ranks"
@@ -118,8 +114,6 @@ def main(args: argparse.Namespace) -> None:
     while step < args.steps:
         b = torch.randint(len(tokens), (args.batch_size,), generator=g)
         mask = training_mask(tokens[b, nc:], empty, model.layout, g)
-        if args.asked_only:
-            mask = asked_mask(mask, tokens[b], empty_seq, model.layout)
         drop = torch.rand(args.batch_size, generator=g) < args.class_dropout
         lab = torch.where(drop, model.null_class, labels[b])
         sl = slice(rank * local, (rank + 1) * local)
@@ -145,7 +139,7 @@ def main(args: argparse.Namespace) -> None:
     save_pretrained(ema, config, out_path, preset=args.preset, tokenizer=str(args.tokenizer),
                     command=command_line(args, ["preset", "depth", "init", "tokenizer", "attention", "levels", "num_per_class",
                                                  "steps", "batch_size", "lr", "warmup", "minutes", "seed"])
-                    + (" --local-conv" if args.local_conv else "") + (" --asked-only" if args.asked_only else "")
+                    + (" --local-conv" if args.local_conv else "")
                     + (" --freeze-gamma" if args.freeze_gamma else "") + f" --precision {args.precision}",
                     train_seconds=seconds, hardware=f"{world} x {device.type}" + (" (AMX)" if cpu_has_amx() else ""),
                     precision="bf16" if bf16 else "fp32", threads=torch.get_num_threads(), steps=step,
