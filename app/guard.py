@@ -66,6 +66,13 @@ def _check_value(block, value, where: str, name: str) -> None:
     if isinstance(block, (gr.Number, gr.Slider)):
         ok, kind = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                     "a number")
+        # the range gradio checks when it converts the input (in an event with a validator its refusal
+        # reaches gradio_client as a bare HTTP 400, as the File type below), made here, in words
+        lo, hi = getattr(block, "minimum", None), getattr(block, "maximum", None)
+        if ok and not ((lo is None or value >= lo) and (hi is None or value <= hi)):
+            ok = False
+            kind = (f"a number from {lo:g} to {hi:g}" if lo is not None and hi is not None else
+                    f"a number of at least {lo:g}" if lo is not None else f"a number of at most {hi:g}")
     elif isinstance(block, gr.Checkbox):
         ok, kind = isinstance(value, bool), "true or false"
     elif isinstance(block, (gr.Dropdown, gr.Radio)):

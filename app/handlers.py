@@ -28,14 +28,17 @@ import functools
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import plotly.graph_objects as go
 import torch
 
@@ -43,13 +46,14 @@ from smart3d.batching import DecodeBatcher, TooManyRequests
 from smart3d.classes import CLASSES
 from smart3d.dataset import check_class
 from smart3d.editing import REGIONS, keep_outside, keep_until
+from smart3d.intake import Placement
 from smart3d.pipeline import DEFAULT_IMAGE_CONFIDENCE, Condition, Pipeline
 from smart3d.sampler import SamplingOptions, Step, empty_tokens
 
 from .downloads import SessionFiles, write_downloads
-from .inputs import load_scan, make_scan, open_image, write_scan
+from .inputs import Scan, _as_path, check_frame, check_up, load_scan, make_scan, open_image, read_scan, write_scan
 from .settings import check_color_mode, compare_options, options_from_ui, resolve_seed
-from .viewers import scan_preview, step_payload, surface_voxels, to_json
+from .viewers import placement_preview, step_payload, surface_voxels, to_json
 
 log = logging.getLogger("smart3d.app")
 
@@ -68,6 +72,7 @@ class AppConfig:
     batch_window_s: float = 0.05       # a decoding waits this long for others to share its batch
     max_decodes_per_user: int = 2      # one session's decodings waiting or running at once
     light_concurrency: int = 4         # replays, previews, scans
+    placed_scans: int = 8              # automatic scan placements kept (the hand controls reuse them)
     state_ttl_s: int = 600             # a session idle this long is forgotten (its run, its files)
     end_grace_s: float = 30.0          # a session that said goodbye is forgotten this much later
     sweep_every_s: float = 5.0         # how often ended and idle sessions are looked for
@@ -96,6 +101,7 @@ class Run:
     scan: str | None = None                # description of the scan (completion), of the image or of the edit
     labels: torch.Tensor | None = None     # (1,) the class id decoded for (null: none)
     given: torch.Tensor | None = None      # (1, L) bool, the input's given tokens (scan, image): edits keep them
+    placement: Placement | None = None     # a scan's placement: downloads go back to its frame (None: canonical)
 
     @property
     def num_steps(self) -> int:
@@ -178,6 +184,8 @@ class Handlers:
         self._janitor: threading.Thread | None = None
         # concurrent decodings with the same settings run as one batch, each with its own seed
         self.batcher = DecodeBatcher(pipe, config.batch_window_s, config.decode_concurrency, config.max_decodes_per_user)
+        self._placed: OrderedDict[tuple, Scan] = OrderedDict()   # (file, class, frame, up) -> placed scan
+        self._placed_lock = threading.Lock()
 
     def _session(self, request: gr.Request | None) -> str | None:
         """The request's session (marked alive); refuses new work while shutting down."""
@@ -202,13 +210,16 @@ class Handlers:
         return resolve_seed(seed, randomize_seed), options, color_by
 
     def _decode(self, kind: str, class_name: str | None, condition: Condition, seed: int, options: SamplingOptions,
-                color_by: str, session: str | None, scan: str | None = None, *, given: torch.Tensor | None):
+                color_by: str, session: str | None, scan: str | None = None, *, given: torch.Tensor | None,
+                placement: Placement | None = None):
         """Stream the decoding of a one-shape ``condition``: yields (viewer, seed, downloads, slider, run), one per
         step. ``given``: the positions the input fixed (a scan's, an image's; an edit passes its parent's, so
-        that a later edit may redraw what this one kept)."""
+        that a later edit may redraw what this one kept). ``placement``: a scan's, to write the downloads in
+        the scan's own frame and units (None: the canonical frame)."""
         with self.files.active(session):
             try:
-                yield from self._stream(kind, class_name, condition, seed, options, color_by, session, scan, given)
+                yield from self._stream(kind, class_name, condition, seed, options, color_by, session, scan, given,
+                                        placement)
             finally:
                 release_memory()
 
@@ -220,10 +231,10 @@ class Handlers:
         run.surfaces.append(surface_voxels(step.preview[0].numpy()))
         run.steps.append(replace(step, preview=None))
 
-    def _stream(self, kind, class_name, condition, seed, options, color_by, session, scan, given):
+    def _stream(self, kind, class_name, condition, seed, options, color_by, session, scan, given, placement):
         T = options.num_steps
         run = Run(uuid.uuid4().hex[:12], kind, class_name, seed, options, [], session, scan=scan,
-                  labels=condition.labels, given=given)
+                  labels=condition.labels, given=given, placement=placement)
         pending = None           # a step is sent when the next one exists: the last one goes out with the downloads
         # the decoding, then any repair rounds; each step's preview (its belief decoded) becomes the forming
         # surface drawn in the viewer, kept as at most 2500 voxel indices (not the 32^3 field)
@@ -247,7 +258,12 @@ class Handlers:
                        "Try another seed or a higher guidance.")
         else:
             metadata = {"kind": kind, "class": class_name, "seed": seed, "options": options.record(),
-                        "scan": scan, "generator": "smart3d app"}
+                        "scan": scan, "generator": "smart3d app", "frame": "canonical"}
+            if placement is not None:        # back to the scan's own frame and units: it overlays the scan
+                result = replace(result, mesh=placement.mesh_to_scan(result.mesh),
+                                 points=placement.to_scan(result.points).astype(np.float32))
+                metadata.update(frame="scan (the uploaded file's axes and units)",
+                                scan_to_canonical=np.round(placement.matrix, 8).tolist())
             suffix = {"complete": "_completed", "image": "_from_image", "resample": "_resampled",
                       "region": "_regenerated"}.get(kind, "")
             stem = f"{class_name or 'shape'}{suffix}_{seed}"
@@ -268,21 +284,90 @@ class Handlers:
                                 self._session(request), given=None)
 
     @user_errors
-    def complete(self, scan_file, class_name: str, seed: float, randomize_seed: bool, steps: float,
-                 temperature_start: float, temperature_end: float, top_k: float, guidance: float, schedule: str,
-                 policy: str, color_by: str, request: gr.Request = None):
-        """Complete a partial scan (its observed patches are given and never change)."""
+    def complete(self, scan_file, class_name: str, frame: str, up: str, turn: float, scale: float, offset_x: float,
+                 offset_y: float, offset_z: float, canonical_downloads: bool, seed: float, randomize_seed: bool,
+                 steps: float, temperature_start: float, temperature_end: float, top_k: float, guidance: float,
+                 schedule: str, policy: str, color_by: str, request: gr.Request = None):
+        """Complete a partial scan (its observed patches are given and never change). The scan is placed as
+        ``frame`` says (``inputs.FRAMES``) with the up axis ``up``, then moved by hand (``Scan.adjust``: ``turn``
+        degrees about the box's vertical axis, ``scale`` times, shifted by the offset; ``None``: no change);
+        downloads are in the scan's frame and units unless ``canonical_downloads``."""
         class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
         seed, options, color_by = self._settings(seed, randomize_seed, steps, temperature_start, temperature_end, top_k,
                                                  guidance, schedule, policy, color_by)
-        scan = load_scan(scan_file, self.config.max_file_bytes, self.config.max_points, seed=seed)
-        tokens, visible = self.pipe.tokens_of_points(scan.points)
-        nc = self.layout.num_coarse
-        if not visible[nc:].any():
-            raise ValueError(f"{scan.name}: none of its points falls inside the unit cube, so nothing is observed.")
+        if canonical_downloads not in (None, True, False):
+            raise ValueError(f"'Downloads in the canonical frame' must be true or false; got {canonical_downloads!r}.")
+        scan = self._scan(scan_file, class_name, frame, up).adjust(turn, scale, (offset_x, offset_y, offset_z))
+        tokens, visible = self._observe(scan)
+        if not visible[self.layout.num_coarse:].any():
+            raise ValueError(f"{scan.name}: none of its points falls inside the canonical box, so nothing is "
+                             "observed. Check the placement (scale and offset) in the preview.")
         condition = self.pipe.condition(class_name, 1, tokens, visible)
+        what = scan.describe() + (" Downloads in the canonical frame." if canonical_downloads else
+                                  " Downloads in the scan's own frame and units.")
         yield from self._decode("complete", class_name, condition, seed, options, color_by, self._session(request),
-                                scan.describe(), given=condition.known)
+                                what, given=condition.known,
+                                placement=None if canonical_downloads else scan.placement)
+
+    # ---- placing a scan (smart3d.intake) --------------------------------------------------------
+
+    def _scan(self, scan_file, class_name: str | None, frame: str, up: str) -> Scan:
+        """The scan read and placed (automatically, or as it is), from the last ``placed_scans`` placements
+        when the same file, class, frame and up axis were placed before: the hand controls never search again."""
+        frame, up = check_frame(frame), check_up(up)
+        path = _as_path(scan_file, "No scan given: upload a point cloud or mesh, pick an example, or make one below.")
+        try:
+            st = os.stat(path)
+            key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, class_name, frame, up)
+        except OSError:
+            key = None                        # load_scan says what is wrong with it
+        with self._placed_lock:
+            if key in self._placed:
+                self._placed.move_to_end(key)
+                return self._placed[key]
+        scan = load_scan(path, self.config.max_file_bytes, self.config.max_points, 0, frame, class_name, up)
+        if key is not None:
+            with self._placed_lock:
+                self._placed[key] = scan
+                while len(self._placed) > self.config.placed_scans:
+                    self._placed.popitem(last=False)
+        return scan
+
+    def _observe(self, scan: Scan) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (L,) and visibility (L,) bool of the placed scan's points inside the canonical box."""
+        points = scan.points
+        inside = points[(np.abs(points) <= 1.0).all(1)]
+        if not len(inside):
+            return self.empty.clone(), torch.zeros(self.layout.length, dtype=torch.bool)
+        return self.pipe.tokens_of_points(inside)
+
+    def _show_scan(self, scan: Scan) -> tuple[go.Figure, str]:
+        """The placement preview and the line under it (what was removed, how it is placed, what it covers)."""
+        nc = self.layout.num_coarse
+        observed = int(self._observe(scan)[1][nc:].sum())
+        return (go.Figure(placement_preview(scan.points)),
+                f"{scan.describe()} It covers {observed} of {self.layout.length - nc} patches.")
+
+    @user_errors
+    def place_scan(self, scan_file, class_name: str = ANY_CLASS, frame: str = "auto", up: str = "auto"):
+        """Read and place a scan; returns (the preview, a line about it, and the hand controls back at no
+        change: turn 0, scale 1, offset 0, 0, 0). A cleared upload clears the preview."""
+        neutral = (0.0, 1.0, 0.0, 0.0, 0.0)
+        if scan_file is None:
+            return None, "", *neutral
+        class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
+        return *self._show_scan(self._scan(scan_file, class_name, frame, up)), *neutral
+
+    @user_errors
+    def preview_placement(self, scan_file, class_name: str, frame: str, up: str, turn: float, scale: float,
+                          offset_x: float, offset_y: float, offset_z: float):
+        """The preview of a placed scan moved by hand (as in ``complete``), without searching again; returns
+        (the preview, a line about it)."""
+        if scan_file is None:
+            return None, ""
+        class_name = None if class_name in (None, "", ANY_CLASS) else check_class(class_name)
+        scan = self._scan(scan_file, class_name, frame, up).adjust(turn, scale, (offset_x, offset_y, offset_z))
+        return self._show_scan(scan)
 
     # ---- checks before a decoding is queued (gradio event validators) ------------------------------
     # A missing or unreadable upload is marked on its own input, in plain words; nothing else on the
@@ -302,7 +387,7 @@ class Handlers:
     def check_scan_input(self, scan_file, *rest) -> list[dict]:
         """Validator of ``complete``: the scan (its first input) must be given and readable."""
         return self._check_upload(scan_file, "Upload a scan, click an example or make one from a benchmark shape first.",
-                                  lambda f: load_scan(f, self.config.max_file_bytes, self.config.max_points), rest)
+                                  lambda f: read_scan(f, self.config.max_file_bytes, self.config.max_points), rest)
 
     def check_image_input(self, image_file, *rest) -> list[dict]:
         """Validator of ``generate_image``: the image (its first input) must be given and readable."""
@@ -374,7 +459,7 @@ class Handlers:
                              "earlier step with the replay slider.")
         what = f"Steps 1-{k} of run {run.run_id} (seed {run.seed}) kept, the rest drawn again."
         yield from self._decode("resample", run.class_name, keep_until(run.steps[k - 1], run.labels), seed, options,
-                                color_by, self._session(request), what, given=run.given)
+                                color_by, self._session(request), what, given=run.given, placement=run.placement)
 
     @user_errors
     def regenerate_region(self, region: str, x_min: float, x_max: float, y_min: float, y_max: float, z_min: float,
@@ -399,7 +484,7 @@ class Handlers:
         box = " x ".join(f"{a} {float(l):g}..{float(u):g}" for a, l, u in zip("xyz", lo, hi))
         what = f"Region {region} ({box}) of run {run.run_id} (seed {run.seed}) drawn again, the rest kept."
         yield from self._decode("region", run.class_name, condition, seed, options, color_by, self._session(request),
-                                what, given=run.given)
+                                what, given=run.given, placement=run.placement)
 
     # ---- two settings side by side ---------------------------------------------------------------
 
@@ -448,18 +533,6 @@ class Handlers:
         visible, _ = make_scan(class_name, index, method, azimuth, elevation, offset)
         name = f"scan_{class_name}_{int(index)}_{method}_{int(azimuth)}_{int(elevation)}.ply"
         return str(write_scan(visible, self.files.scratch(self._session(request)) / name))
-
-    @user_errors
-    def preview_scan(self, scan_file):
-        """A 3D preview of a scan and a line about it (what is observed, which frame)."""
-        if scan_file is None:
-            return None, ""
-        scan = load_scan(scan_file, self.config.max_file_bytes, self.config.max_points)
-        _, visible = self.pipe.tokens_of_points(scan.points)
-        nc = self.layout.num_coarse
-        observed = int(visible[nc:].sum())
-        fig = go.Figure(scan_preview(scan.points))
-        return fig, f"{scan.describe()} It covers {observed} of {len(visible) - nc} patches."
 
     def _image_condition(self, image_file, class_name: str | None, confidence: float):
         """Checked upload -> (its description, the prepared view as (64, 64, 3) uint8, ImageCondition)."""

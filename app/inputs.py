@@ -3,12 +3,15 @@
 Every problem raises ``smart3d.io.InputError`` (a ``ValueError``) with a message in plain words; the
 handlers show it as a ``gr.Error``.
 
-Canonical frame of an uploaded scan: if every point already lies in [-1, 1]^3 the cloud is taken
-as it is (the frame the model was trained in: the *full* shape's bounding box centred, longest
-side 1.8). Otherwise it is put in the unit box by its own bounding box. That is only right when the
-scan spans the whole object: a partial cloud's box is smaller than the full shape's, so a
-normalised partial scan comes out too large and off-centre, and the completion is scaled with it.
-Scans made in the app (and the examples in ``assets/scans``) are already in the canonical frame.
+Where an uploaded scan goes in the canonical frame (y up, front towards +z, the *full* shape's box
+centred with its longest side 1.8), by the user's choice of ``FRAMES``:
+- ``"auto"``: a real scan, any units and axes: ``smart3d.intake.place_scan`` removes the ground and
+  stray points and finds the up axis, scale, heading and offset (by fit to templates of the class);
+- ``"canonical"``: the points are already in the canonical frame and are used as they are (the
+  examples in ``assets/scans`` and the scans made in the app).
+Either way the result is a ``smart3d.intake.Placement``; the hand controls start from it (a new up
+axis places the scan again; ``Scan.adjust`` turns the placed scan about the box's vertical axis,
+scales it about the box's centre and shifts it), and downloads go back to the scan's own frame with it.
 
 Making a scan from a benchmark shape (``make_scan``): a plane cut or a single depth view of its
 surface samples, by ``smart3d.scans.scan_mask`` (see there).
@@ -26,7 +29,8 @@ import numpy as np
 from smart3d import geometry as G
 from smart3d.classes import CLASSES
 from smart3d.dataset import make_sample
-from smart3d.io import MAX_POINTS, SUPPORTED_EXTENSIONS, InputError, load_point_cloud, normalize_unit_box
+from smart3d.intake import AXES, Placement, canonical_placement, place_scan, yaw_matrix
+from smart3d.io import MAX_POINTS, SUPPORTED_EXTENSIONS, InputError, load_point_cloud
 from smart3d.scans import SCAN_METHODS, scan_mask
 
 SCAN_EXTENSIONS = SUPPORTED_EXTENSIONS            # .xyz .npy .npz .pcd .ply .obj .off .stl .glb
@@ -35,21 +39,97 @@ MESH_SAMPLES = 20_000                             # surface samples drawn from a
 SCAN_SAMPLES = 40_000                             # dense samples of a benchmark shape for make_scan
 MAX_SCAN_POINTS = 4096                            # points written to a scan made in the app
 MAX_IMAGE_PIXELS = 40_000_000
+PLACE_POINTS = 100_000                            # points of an uploaded scan kept for placing and completing
+FRAMES = {"auto": "place automatically (a real scan: any units, up axis and heading)",
+          "canonical": "already in the canonical frame (y up, front towards +z, inside -1..1)"}
+UP_CHOICES = ("auto", *AXES)                      # auto: the ground's normal, else +z (LiDAR, ROS)
+# the hand controls move the placed scan in the canonical box: turn it about the box's vertical axis,
+# scale it about the box's centre, shift it; within these ranges (the sliders' ranges)
+MAX_TURN = 180.0                                  # degrees either way
+SCALE_RANGE = (0.2, 5.0)                          # times the placement's scale
+MAX_SHIFT = 2.0                                   # canonical units per axis (the box is -1..1)
 
 
 @dataclass
 class Scan:
-    """A partial scan in the canonical frame, ready to tokenize."""
+    """An uploaded scan and where it sits in the canonical frame."""
 
-    points: np.ndarray       # (N, 3) float32, canonical frame
     name: str                # file name it came from
-    normalized: bool         # True if it was moved into the unit box (it was outside [-1, 1]^3)
+    frame: str               # how it was placed: a key of FRAMES
+    placement: Placement     # cleaned points (scan frame) and the transform to the canonical frame
+
+    @property
+    def points(self) -> np.ndarray:
+        """(N, 3) float32 the placed points in the canonical frame (what is tokenized)."""
+        return self.placement.points
 
     def describe(self) -> str:
-        frame = ("moved into the unit box by its own bounding box (a partial scan's box is smaller "
-                 "than the whole shape's, so the result may come out larger)" if self.normalized
-                 else "already in the canonical frame [-1, 1]^3, used as it is")
-        return f"{self.name}: {len(self.points):,} points, {frame}."
+        p = self.placement
+        if self.frame == "canonical":
+            moved = "" if p.matrix.tolist() == np.eye(4).tolist() else (
+                f", then moved by hand (yaw {p.yaw:.0f} deg, scale {p.scale:.4g}, offset "
+                f"{', '.join(f'{v:.2f}' for v in p.offset)})")
+            text = f"{self.name}: {len(p.scan_points):,} points, taken as already in the canonical frame{moved}."
+        else:
+            text = f"{self.name}: {p.describe()}"
+        outside = int((np.abs(self.points) > 1.0).any(1).sum())
+        if outside:
+            text += f" {outside:,} points lie outside the canonical box and are left out."
+        return text
+
+    def adjust(self, turn=None, factor=None, shift=None) -> "Scan":
+        """The scan moved by hand in the canonical box: turned by ``turn`` degrees about the box's vertical
+        axis, scaled by ``factor`` about its centre, then shifted by ``shift`` (3,) canonical units, i.e.
+        ``canonical' = factor * yaw(turn) @ canonical + shift`` (``None``: no change; see ``check_placement``)."""
+        turn, factor, shift = check_placement(turn, factor, shift)
+        if turn is None and factor is None and shift is None:
+            return self
+        turn, factor = turn or 0.0, 1.0 if factor is None else factor
+        shift = np.zeros(3) if shift is None else shift
+        p = self.placement
+        placement = p.adjusted(yaw=(p.yaw + turn + 180.0) % 360.0 - 180.0, scale=p.scale * factor,
+                               offset=factor * yaw_matrix(turn) @ p.offset + shift)
+        return Scan(self.name, self.frame, placement)
+
+
+def check_frame(frame) -> str:
+    """A key of ``FRAMES`` (``None``: "auto")."""
+    frame = "auto" if frame is None else frame
+    if frame not in FRAMES:
+        raise InputError(f"Unknown scan frame {frame!r}; choose one of: {', '.join(FRAMES)}.")
+    return frame
+
+
+def check_up(up) -> str:
+    """One of ``UP_CHOICES`` (``None``: "auto")."""
+    up = "auto" if up is None else up
+    if up not in UP_CHOICES:
+        raise InputError(f"Unknown up axis {up!r}; choose one of: {', '.join(UP_CHOICES)}.")
+    return up
+
+
+def check_placement(turn=None, factor=None, shift=None) -> tuple[float | None, float | None, np.ndarray | None]:
+    """The hand controls, checked: turn (degrees), scale factor, shift (x, y, z) in canonical units; each
+    may be ``None`` (no change), and a shift of three ``None`` is ``None``."""
+    def number(name, value, lo, hi):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and lo <= value <= hi):
+            raise InputError(f"{name} must be a number from {lo:g} to {hi:g}; got {value!r}.")
+        return float(value)
+
+    turn = None if turn is None else number("Rotation about up (degrees)", turn, -MAX_TURN, MAX_TURN)
+    factor = None if factor is None else number("Scale", factor, *SCALE_RANGE)
+    if shift is not None:
+        shift = list(shift)
+        if len(shift) != 3:
+            raise InputError(f"Offset must be three numbers (x, y, z); got {shift!r}.")
+        if all(v is None for v in shift):
+            shift = None
+        elif any(v is None for v in shift):
+            raise InputError("Offset needs all three of x, y and z (or none of them, for no shift).")
+        else:
+            shift = np.array([number(f"Offset {a}", v, -MAX_SHIFT, MAX_SHIFT) for a, v in zip("xyz", shift)])
+    return turn, factor, shift
 
 
 def _as_path(file, missing: str) -> str:
@@ -69,17 +149,34 @@ def _display_name(path: str) -> str:
     return os.path.basename(path)
 
 
-def load_scan(file, max_bytes: int, max_points: int = MAX_POINTS, seed: int = 0) -> Scan:
-    """Read an uploaded scan (any of ``SCAN_EXTENSIONS``) and put it in the canonical frame."""
+def read_scan(file, max_bytes: int, max_points: int = MAX_POINTS, seed: int = 0) -> tuple[str, np.ndarray]:
+    """Read an uploaded scan (any of ``SCAN_EXTENSIONS``): (file name, (N, 3) float64 points, at most
+    ``PLACE_POINTS`` of them, a seeded random subset of a larger cloud)."""
     path = _as_path(file, "No scan given: upload a point cloud or mesh, pick an example, or make one below.")
     is_mesh = Path(path).suffix.lower() in (".obj", ".off", ".stl", ".glb")   # (.ply may be either)
-    points = load_point_cloud(path, max_bytes=max_bytes, max_points=max_points, generator=np.random.default_rng(seed),
+    rng = np.random.default_rng(seed)
+    points = load_point_cloud(path, max_bytes=max_bytes, max_points=max_points, generator=rng,
                               num_points=MESH_SAMPLES if is_mesh else None)
-    name = _display_name(path)
-    if np.all(np.abs(points) <= 1.0):
-        return Scan(points.astype(np.float32), name, normalized=False)
-    normalized, _ = normalize_unit_box(points)
-    return Scan(normalized, name, normalized=True)
+    if len(points) > PLACE_POINTS:
+        points = points[rng.choice(len(points), PLACE_POINTS, replace=False)]
+    return _display_name(path), np.asarray(points, dtype=np.float64)
+
+
+def load_scan(file, max_bytes: int, max_points: int = MAX_POINTS, seed: int = 0, frame: str = "canonical",
+              class_name: str | None = None, up: str = "auto") -> Scan:
+    """Read an uploaded scan and place it in the canonical frame: as it is (``frame="canonical"``, the
+    up axis, if given, turned to +y) or by ``smart3d.intake.place_scan`` with ``class_name`` and ``up``
+    (``frame="auto"``)."""
+    frame, up = check_frame(frame), check_up(up)
+    name, points = read_scan(file, max_bytes, max_points, seed)
+    if frame == "canonical":
+        placement = canonical_placement(points)
+        if up != "auto":
+            placement = placement.adjusted(up=up)
+    else:
+        placement = place_scan(points, class_name, None if up == "auto" else up,
+                               generator=np.random.default_rng(seed))
+    return Scan(name, frame, placement)
 
 
 def check_image(file, max_bytes: int) -> str:

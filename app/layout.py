@@ -3,9 +3,10 @@
 ``build_demo(pipe)`` returns the ``gr.Blocks``; ``launch_options(config)`` the matching ``launch()``
 arguments (upload size limit, the example folders, the check of every API call in ``guard``). Named
 API endpoints (for ``gradio_client``): ``generate``, ``complete``, ``generate_image``, ``replay``,
-``make_scan``, ``image``, ``resample`` and ``regenerate_region``; the helper events (showing the mesh after a run, previews, play,
-recolouring) are private, and clearing the mesh viewer runs in the browser only. ``forget_sessions``
-drops gradio's per-session state when a session ends or idles (see ``downloads`` for its files).
+``make_scan``, ``place_scan``, ``preview_placement``, ``image``, ``resample``, ``regenerate_region`` and
+``compare``; the helper events (showing the mesh after a run, previews, play, recolouring) are private,
+and clearing the mesh viewer runs in the browser only. ``forget_sessions`` drops gradio's per-session
+state when a session ends or idles (see ``downloads`` for its files).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from smart3d.sampler import POLICIES
 from .downloads import SessionFiles
 from .guard import RequestGuard
 from .handlers import ANY_CLASS, CUSTOM_BOX, AppConfig, Handlers
-from .inputs import SCAN_EXTENSIONS, SCAN_METHODS
+from .inputs import FRAMES, MAX_SHIFT, MAX_TURN, SCALE_RANGE, SCAN_EXTENSIONS, SCAN_METHODS, UP_CHOICES
 from .settings import COLOR_MODES, COMPARABLE, DEFAULTS, LIMITS
 from .viewers import PLOTLY_JS, VIEWER_CSS, VIEWER_JS, VIEWER_TEMPLATE, idle_payload, to_json, viewer_head
 
@@ -62,12 +63,18 @@ IMAGE_MORE = """The encoder was trained only on renders of this project's 12 pro
 like the examples work best and photos of real objects are a long shot. "What the encoder sees" is
 the image as the encoder gets it (cropped to the object, 64 x 64)."""
 
-SCAN_NOTE = """Upload a point cloud or mesh (`.ply .obj .off .stl .glb .xyz .npy .npz .pcd`), pick an
-example, or make a scan from a benchmark shape below; its observed patches are kept as they are."""
+SCAN_NOTE = """Upload a point cloud or mesh (`.ply .obj .off .stl .glb .xyz .npy .npz .pcd .las .laz`), an
+example, or make one below. A real scan (any units and axes, floor included) is placed for its
+class: check the preview and correct it with the placement controls, then complete."""
 
-SCAN_MORE = """Clouds inside [-1, 1]^3 are used as they are; others are moved into the unit box by their
-own bounding box (a partial scan's box is smaller than the whole shape's, so the completion may
-come out larger). The canonical frame has y up and the front towards +z."""
+SCAN_MORE = """**Place automatically**: the ground plane and stray points are removed, the up axis comes
+from the ground (or your choice), the scale from the object's longest side seen, and the heading and
+offset from a fit to shapes of the chosen class ('any': all classes, slower). **Already in the
+canonical frame**: the points are used as they are (y up, front towards +z, the whole object inside
+-1..1; the examples and the scans made here are). The controls start from the automatic guess: a
+new up axis places the scan again; rotation, scale and offset only move it. Points outside the box
+(red in the preview) are left out. Downloads come back in the scan's own frame and units, so the
+completion overlays the scan in your tool; tick the box to get them in the canonical frame."""
 
 
 EDIT_NOTE = """Change the last shape without starting over (new seed from Settings; both stream like a run):
@@ -87,7 +94,8 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
     # plotly.js for the step viewer (offline), and the session folders: gradio serves the downloads from
     # there instead of copying each into its cache, so they go when their session's folder goes
     gr.set_static_paths([str(PLOTLY_JS), str(h.files.root)])
-    examples = [[str(SCANS_DIR / f), c] for f, c in EXAMPLE_SCANS if (SCANS_DIR / f).exists()]
+    # the example scans are cuts of benchmark shapes, already in the canonical frame
+    examples = [[str(SCANS_DIR / f), c, "canonical"] for f, c in EXAMPLE_SCANS if (SCANS_DIR / f).exists()]
     image_examples = [[str(p)] for p in sorted(IMAGES_DIR.glob("*.png"))] if pipe.image_encoder is not None else []
 
     # gradio's cache now holds only uploads (scans, images) and examples: uploads older than a session's
@@ -128,15 +136,39 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
                         gr.Markdown(SCAN_NOTE)
                         scan_file = gr.File(label="Partial scan", file_types=list(SCAN_EXTENSIONS), elem_id="scan-file",
                                             height=120)
-                        scan_class = gr.Dropdown([ANY_CLASS, *CLASSES], value=ANY_CLASS, label="Class (optional)",
-                                                 info="'any' completes without a class")
+                        scan_class = gr.Dropdown([ANY_CLASS, *CLASSES], value=ANY_CLASS, label="Class",
+                                                 info="places a real scan and guides the completion; 'any': none",
+                                                 elem_id="scan-class")
                         complete_btn = gr.Button("Complete", variant="primary", elem_id="complete-btn")
+                        scan_frame = gr.Radio([(label, key) for key, label in FRAMES.items()], value="auto",
+                                              label="Where the scan is", elem_id="scan-frame")
                         scan_info = gr.Markdown(elem_id="scan-info")
                         if examples:
-                            gr.Examples(examples, inputs=[scan_file, scan_class], label="Example scans (click one)",
-                                        example_labels=[f"{Path(f).name} ({c})" for f, c in examples],
+                            gr.Examples(examples, inputs=[scan_file, scan_class, scan_frame],
+                                        label="Example scans (click one)",
+                                        example_labels=[f"{Path(f).name} ({c})" for f, c, _ in examples],
                                         cache_examples=False, elem_id="scan-examples")
-                        scan_plot = gr.Plot(label="What the scan sees", elem_id="scan-preview")
+                        scan_plot = gr.Plot(label="The scan placed in the canonical box (y up, front +z)",
+                                            elem_id="scan-preview")
+                        with gr.Accordion("Placement (starts from the automatic guess)", open=True,
+                                          elem_id="placement"):
+                            with gr.Row():
+                                up_axis = gr.Dropdown(list(UP_CHOICES), value="auto", label="Up axis (scan frame)",
+                                                      info="auto: the ground's normal, else +z", elem_id="up-axis",
+                                                      scale=1)
+                                scan_scale = gr.Slider(*SCALE_RANGE, value=1.0, step=0.01, label="Scale",
+                                                       info="times the automatic scale, about the box's centre",
+                                                       elem_id="scan-scale", scale=2)
+                            yaw = gr.Slider(-MAX_TURN, MAX_TURN, value=0, step=1, label="Rotation about up (degrees)",
+                                            info="turns the placed scan about the box's vertical axis",
+                                            elem_id="scan-yaw")
+                            with gr.Row():
+                                offsets = [gr.Slider(-MAX_SHIFT, MAX_SHIFT, value=0, step=0.01,
+                                                     label=f"Offset {axis}", elem_id=f"scan-offset-{axis}")
+                                           for axis in "xyz"]
+                            canonical_downloads = gr.Checkbox(False, label="Downloads in the canonical frame "
+                                                              "(default: the scan's own frame and units)",
+                                                              elem_id="canonical-downloads")
                         with gr.Accordion("Make a scan from a benchmark shape", open=False, elem_id="make-scan"):
                             with gr.Row():
                                 bench_class = gr.Dropdown(list(CLASSES), value="chair", label="Class")
@@ -220,6 +252,8 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
 
         # ---- events ----
         settings = [seed, randomize, steps, temp_start, temp_end, top_k, guidance, schedule, policy, color_by]
+        placed = [scan_class, scan_frame, up_axis]                  # what the automatic placement depends on
+        placing = [*placed, yaw, scan_scale, *offsets]              # ... and the hand-set values
         stream_out = [viewer, seed_used, downloads, step_slider, run]
         decode = dict(concurrency_id="decode", concurrency_limit=config.decode_concurrency)
         light = dict(concurrency_id="light", concurrency_limit=config.light_concurrency)
@@ -227,7 +261,8 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         play = play_btn.click(h.play, [color_by, run], [viewer, step_slider], api_visibility="private", **light)
         for button, fn, inputs, name, check in (
                 (generate_btn, h.generate, [class_name, *settings], "generate", None),
-                (complete_btn, h.complete, [scan_file, scan_class, *settings], "complete", h.check_scan_input),
+                (complete_btn, h.complete, [scan_file, *placing, canonical_downloads, *settings], "complete",
+                 h.check_scan_input),
                 (image_btn, h.generate_image, [image_file, image_class, confidence, *settings], "generate_image",
                  h.check_image_input),
                 (resample_btn, h.resample, [step_slider, run, *settings], "resample", None),
@@ -243,7 +278,22 @@ def build_demo(pipe: Pipeline, config: AppConfig = AppConfig(), handlers: Handle
         step_slider.input(h.replay, [step_slider, color_by, run], [viewer, record], api_name="replay",
                           trigger_mode="always_last", **light)
         color_by.input(h.replay, [step_slider, color_by, run], [viewer, record], api_visibility="private", **light)
-        scan_file.change(h.preview_scan, scan_file, [scan_plot, scan_info], api_visibility="private", **light)
+        # placing a scan: the automatic search when the file, class, frame or up axis change; the hand
+        # controls only move the placed points (the placement is kept by the handlers)
+        place_out = [scan_plot, scan_info, yaw, scan_scale, *offsets]
+        scan_file.change(h.place_scan, [scan_file, *placed], place_out, api_name="place_scan",
+                         trigger_mode="always_last", **light)
+        for control in placed:
+            control.input(h.place_scan, [scan_file, *placed], place_out, api_visibility="private",
+                          trigger_mode="always_last", **light)
+        for control in (yaw, scan_scale, *offsets):
+            control.input(h.preview_placement, [scan_file, *placing], [scan_plot, scan_info],
+                          api_name="preview_placement" if control is yaw else None,
+                          api_visibility="public" if control is yaw else "private",
+                          trigger_mode="always_last", **light)
+        # a scan made here is a cut of a benchmark shape: already in the canonical frame (set in the browser
+        # before the new file arrives, so that its placement reads it)
+        make_btn.click(None, None, scan_frame, js="() => 'canonical'", queue=False)
         make_btn.click(h.make_scan, [bench_class, bench_index, method, azimuth, elevation, offset], scan_file,
                        api_name="make_scan", **light)
         image_inputs = [image_file, image_class, confidence]

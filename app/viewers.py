@@ -272,15 +272,43 @@ def idle_payload(message: str, layout: TokenLayout) -> dict:
             "counts": dataclasses.asdict(Counts(L, 0, 0, 0, 0)), "scene": scene, "chart": _chart([], [], [], 25)}
 
 
-def scan_preview(visible: np.ndarray, limit: int = 2000) -> dict:
-    """Static Plotly figure (as a dict) of a partial scan in the canonical frame."""
+OUTSIDE_COLOR = "#e5243b"
+PLACEMENT_RANGE = 1.6          # the placement preview shows a margin around the canonical box
+
+
+def _box_edges(half: float = 1.0) -> dict:
+    """The 12 edges of the cube [-half, half]^3 as one line trace (segments separated by None)."""
+    corners = np.array([[x, y, z] for x in (-half, half) for y in (-half, half) for z in (-half, half)])
+    xs, ys, zs = [], [], []
+    for i in range(8):
+        for j in range(i + 1, 8):
+            if np.count_nonzero(corners[i] != corners[j]) == 1:        # an edge: one coordinate differs
+                for k, out in enumerate((xs, ys, zs)):
+                    out += [float(corners[i, k]), float(corners[j, k]), None]
+    return {"type": "scatter3d", "mode": "lines", "name": "canonical box", "x": xs, "y": ys, "z": zs,
+            "line": {"color": GHOST_COLOR, "width": 2}, "hoverinfo": "skip"}
+
+
+def placement_preview(points: np.ndarray, limit: int = 3000) -> dict:
+    """Static Plotly figure (as a dict) of a placed scan (N, 3) in the canonical frame: the box -1..1 (y up),
+    the points inside it (what the model sees) and those outside it (left out) in their own colour, and
+    a marker at the front (+z)."""
     rng = np.random.default_rng(0)
-    if len(visible) > limit:
-        visible = visible[rng.choice(len(visible), limit, replace=False)]
-    layout = dict(SCENE_LAYOUT, height=320, showlegend=False,
-                  scene=dict(SCENE_LAYOUT["scene"], camera=dict(SCENE_LAYOUT["scene"]["camera"],
-                                                                eye={"x": 0.95, "y": 0.7, "z": 1.1})))
-    return {"data": [_markers("scan", np.round(visible, 3), size=2, color=SCAN_COLOR)], "layout": layout}
+    if len(points) > limit:
+        points = points[rng.choice(len(points), limit, replace=False)]
+    points = np.round(np.asarray(points, dtype=np.float64), 3)
+    inside = (np.abs(points) <= 1.0).all(1)
+    axis = dict(_AXIS, range=[-PLACEMENT_RANGE, PLACEMENT_RANGE])
+    layout = dict(SCENE_LAYOUT, height=360, showlegend=True,
+                  scene=dict(SCENE_LAYOUT["scene"], xaxis=axis, yaxis=axis, zaxis=axis,
+                             camera=dict(SCENE_LAYOUT["scene"]["camera"], eye={"x": 1.2, "y": 0.9, "z": 1.4})))
+    front = {"type": "scatter3d", "mode": "text", "name": "front (+z)", "x": [0.0], "y": [-1.0], "z": [1.25],
+             "text": ["front"], "textfont": {"color": GHOST_COLOR}, "hoverinfo": "skip", "showlegend": False}
+    return {"data": [_box_edges(), front,
+                     _markers(f"scan inside the box ({int(inside.sum())})", points[inside], size=2, color=SCAN_COLOR),
+                     _markers(f"outside: left out ({int((~inside).sum())})", points[~inside], size=2,
+                              color=OUTSIDE_COLOR)],
+            "layout": layout}
 
 
 # --------------------------------------------------------------------------------------------

@@ -185,7 +185,9 @@ class Placement:
         """One line for a person: what was removed and how the scan was placed."""
         r = self.removed
         ground = "no ground plane found" if self.ground is None else f"ground plane removed ({r.get('ground', 0):,} points)"
-        up = next((k for k, v in AXES.items() if np.allclose(self.up, v, atol=1e-6)), np.round(self.up, 3).tolist())
+        axis, v = max(AXES.items(), key=lambda kv: float(self.up @ kv[1]))     # the nearest axis, and how far off
+        tilt = math.degrees(math.acos(min(1.0, float(self.up @ v))))
+        up = axis if tilt < 0.05 else f"{axis} tilted {tilt:.1f} deg" if tilt < 10 else np.round(self.up, 3).tolist()
         return (f"{len(self.scan_points):,} points kept; {ground}; {r.get('outliers', 0) + r.get('clusters', 0):,} stray "
                 f"points removed; up {up}, yaw {self.yaw:.0f} deg, scale {self.scale:.4g} per scan unit"
                 + (f", fit {self.fit * 1e3:.2f}e-3 to template {self.template}" if self.fit is not None else "") + ".")

@@ -44,8 +44,39 @@ def settings(seed=7, randomize=False, steps=STEPS, t0=0.8, t1=0.5, top_k=10, gui
     return [seed, randomize, steps, t0, t1, top_k, guidance, schedule, policy, color_by]
 
 
+def placing(class_name="any", frame="canonical", up="auto", turn=0, scale=1.0, offset=(0, 0, 0), canonical=False):
+    """The scan tab's placement inputs of ``complete``, in order: class, frame, up axis, hand controls, and
+    whether the downloads are in the canonical frame."""
+    return [class_name, frame, up, turn, scale, *offset, canonical]
+
+
 def payload(viewer: str) -> dict:
     return json.loads(viewer)
+
+
+def preview_points(plot) -> np.ndarray:
+    """(N, 3) every scan point drawn in a placement preview (a go.Figure, or gradio_client's plot value)."""
+    if isinstance(plot, go.Figure):
+        fig = plot.to_dict()
+    else:
+        fig = json.loads(plot["plot"] if isinstance(plot, dict) else plot)
+    traces = [t for t in fig["data"] if t.get("mode") == "markers"]
+    assert [t["name"].split(" (")[0] for t in traces] == ["scan inside the box", "outside: left out"]
+    return np.concatenate([np.stack([t["x"], t["y"], t["z"]], 1).reshape(-1, 3) for t in traces]).astype(float)
+
+
+@pytest.fixture(scope="module")
+def sensed(tmp_path_factory):
+    """A simulated sensor scan of test-split chair 19 (metres, z-up, random heading, floor and stray
+    points), written as .npy: (path, scan (M, 3), true placement)."""
+    from smart3d.dataset import make_sample
+    from smart3d.intake import sensor_scan
+
+    scan, truth, _ = sensor_scan(make_sample("chair", 19).dense.astype(np.float64), height=0.85,
+                                 generator=np.random.default_rng(3))
+    path = tmp_path_factory.mktemp("sensed") / "chair_lidar.npy"
+    np.save(path, scan)
+    return path, scan, truth
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +250,7 @@ def test_downloads_are_the_same_shape_with_settings_in_the_glb(generated):
 
 
 def test_complete_keeps_the_scan_tokens_fixed(handlers, pipe):
-    outs = list(handlers.complete(str(CHAIR_SCAN), "chair", *settings(seed=3)))
+    outs = list(handlers.complete(str(CHAIR_SCAN), *placing("chair"), *settings(seed=3)))
     assert len(outs) == STEPS
     run = outs[-1][-1]
     tokens, visible = pipe.tokens_of_points(load_scan(CHAIR_SCAN, 2**20).points)
@@ -279,7 +310,7 @@ def test_regenerate_region_redraws_only_the_box(handlers, generated, pipe):
 
 
 def test_region_edits_of_a_completion_keep_the_scan(handlers, pipe):
-    completed = list(handlers.complete(str(CHAIR_SCAN), "chair", *settings(seed=3)))[-1][-1]
+    completed = list(handlers.complete(str(CHAIR_SCAN), *placing("chair"), *settings(seed=3)))[-1][-1]
     tokens, visible = pipe.tokens_of_points(load_scan(CHAIR_SCAN, 2**20).points)
     again = list(handlers.resample(2, completed, *settings(seed=4)))[-1][-1]
     edited = list(handlers.regenerate_region("custom box", -1, 1, -1, 1, -1, 1, again, *settings(seed=8)))[-1][-1]
@@ -325,24 +356,80 @@ def test_make_scan_plane_cut_and_single_view(handlers):
     seen, unseen = make_scan("chair", 3, "view", 35, 25, 0.0)
     assert 16 < len(seen) <= 4096 and len(unseen) > 0
     path = handlers.make_scan("mug", 2, "view", 0, 0, 0.0)
-    fig, info = handlers.preview_scan(path)
+    fig, info, *controls = handlers.place_scan(path, "any", "canonical", "auto")
     assert isinstance(fig, go.Figure) and "patches" in info and "canonical frame" in info
+    assert controls == [0.0, 1.0, 0.0, 0.0, 0.0]                        # the hand controls: no change
+    from scipy.spatial import cKDTree
+
+    gap = cKDTree(load_scan(path, 2**21).points).query(preview_points(fig))[0]
+    assert gap.max() < 1e-3                                             # drawn as it is (to 3 decimals)
 
 
-def test_scans_outside_the_unit_cube_are_normalised(tmp_path):
-    pts = make_scan("car", 1, "plane", 0, 0, 0.2)[0] * 10 + 5
-    np.savetxt(tmp_path / "big_frame.xyz", pts)
-    scan = load_scan(tmp_path / "big_frame.xyz", 2**21)
-    assert scan.normalized and np.abs(scan.points).max() <= 0.9 + 1e-5
-    assert "unit box" in scan.describe()
+def test_a_sensor_scan_is_placed_moved_by_hand_and_completed_back_in_its_frame(handlers, sensed, monkeypatch):
+    """The intake in the scan tab: a metres, z-up scan with a floor lands in the box at about the true scale;
+    the hand controls move it without a new search; downloads come back in metres, where the scan is."""
+    import app.inputs
+
+    path, scan, truth = sensed
+    fig, info, *controls = handlers.place_scan(str(path), "chair", "auto", "auto")
+    pts = preview_points(fig)
+    assert (np.abs(pts) <= 1.0).all(1).mean() > 0.97                    # the placed scan is inside the box
+    assert "ground plane removed" in info and "to template chair/" in info and controls == [0.0, 1.0, 0.0, 0.0, 0.0]
+    scale = float(info.split("scale ")[1].split(" ")[0])
+    assert scale / truth.scale == pytest.approx(1.0, abs=0.05)
+    monkeypatch.setattr(app.inputs, "place_scan", lambda *a, **k: pytest.fail("the controls searched again"))
+    turned, turned_info = handlers.preview_placement(str(path), "chair", "auto", "auto", 90, 1.0, 0, 0, 0)
+    moved = preview_points(turned)                                      # yaw(90): x' = z, z' = -x
+    np.testing.assert_allclose(np.sort(moved[:, 0]), np.sort(pts[:, 2]), atol=2e-3)
+    np.testing.assert_allclose(np.sort(moved[:, 2]), np.sort(-pts[:, 0]), atol=2e-3)
+    np.testing.assert_allclose(np.sort(moved[:, 1]), np.sort(pts[:, 1]), atol=2e-3)
+    shifted = preview_points(handlers.preview_placement(str(path), "chair", "auto", "auto", 0, 0.5, 0, 0.25, 0)[0])
+    np.testing.assert_allclose(np.sort(shifted[:, 1]), np.sort(0.5 * pts[:, 1] + 0.25), atol=2e-3)
+    with pytest.raises(gr.Error, match="Rotation about up \\(degrees\\) must be a number from -180 to 180"):
+        handlers.preview_placement(str(path), "chair", "auto", "auto", 400, 1.0, 0, 0, 0)
+
+    def downloads(canonical):
+        outs = list(handlers.complete(str(path), *placing("chair", "auto", canonical=canonical), *settings(seed=2)))
+        run = outs[-1][-1]
+        return run, trimesh.load(run.files["stl"], force="mesh")
+
+    run, mesh = downloads(False)
+    lo, hi = scan.min(0), scan.max(0)
+    assert np.all(mesh.bounds[0] < hi) and np.all(mesh.bounds[1] > lo)  # overlaps the scan, in metres
+    assert mesh.is_watertight and "scan's own frame" in run.scan
+    meta = glb_metadata(run.files["glb"])
+    assert meta["frame"].startswith("scan")
+    points = np.load(run.files["points_npy"])                            # the points too
+    assert np.all(points.min(0) < hi) and np.all(points.max(0) > lo)
+    canonical_run, canonical_mesh = downloads(True)
+    assert glb_metadata(canonical_run.files["glb"])["frame"] == "canonical"
+    assert np.abs(canonical_mesh.bounds).max() <= 1.0 + 1e-4
+    back = trimesh.transformations.transform_points(mesh.vertices, np.array(meta["scan_to_canonical"]))
+    np.testing.assert_allclose(np.sort(back, 0), np.sort(canonical_mesh.vertices, 0), atol=1e-4)
+
+
+@pytest.mark.parametrize("inputs, words", [
+    (dict(frame="bogus"), "Unknown scan frame 'bogus'; choose one of: auto, canonical"),
+    (dict(up="sideways"), "Unknown up axis 'sideways'; choose one of: auto, \\+x"),
+    (dict(turn=float("nan")), "Rotation about up \\(degrees\\) must be a number"),
+    (dict(scale=0.0), "Scale must be a number from 0.2 to 5"),
+    (dict(offset=(0, 9, 0)), "Offset y must be a number from -2 to 2"),
+    (dict(offset=(0, None, 0)), "Offset needs all three of x, y and z"),
+    (dict(offset=(2, 2, 2), scale=0.2), "none of its points falls inside the canonical box"),
+    (dict(canonical="yes"), "'Downloads in the canonical frame' must be true or false"),
+    (dict(class_name="dragon"), "unknown class 'dragon'"),
+])
+def test_bad_placements_get_plain_errors(handlers, inputs, words):
+    with pytest.raises(gr.Error, match=words):
+        list(handlers.complete(str(CHAIR_SCAN), *placing(**inputs), *settings()))
 
 
 @pytest.mark.parametrize("name, words", BAD_SCANS)
 def test_bad_scans_get_plain_errors(handlers, bad_files, name, words):
     with pytest.raises(gr.Error, match=words):
-        list(handlers.complete(str(bad_files / name), "any", *settings()))
+        list(handlers.complete(str(bad_files / name), *placing(frame="auto"), *settings()))
     with pytest.raises(gr.Error, match=words):
-        handlers.preview_scan(str(bad_files / name))
+        handlers.place_scan(str(bad_files / name), "any", "auto", "auto")
 
 
 @pytest.mark.parametrize("override, words", BAD_SETTINGS)
@@ -365,7 +452,7 @@ def test_other_bad_inputs_get_plain_errors(handlers, bad_files, generated, tmp_p
     with pytest.raises(gr.Error, match="No image given"):
         list(handlers.generate_image(None, "any", 0.5, *settings()))
     with pytest.raises(gr.Error, match="No scan given"):
-        list(handlers.complete(None, "any", *settings()))
+        list(handlers.complete(None, *placing(), *settings()))
     with pytest.raises(gr.Error, match="Nothing to replay yet"):
         handlers.replay(1, "step", None)
     with pytest.raises(gr.Error, match=f"Step must be a whole number between 1 and {STEPS}"):
@@ -494,7 +581,8 @@ def client(served):
 def test_api_has_named_endpoints_and_hides_helpers(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/generate", "/complete", "/generate_image", "/replay", "/make_scan",
-                                           "/image", "/resample", "/regenerate_region", "/compare"}
+                                           "/place_scan", "/preview_placement", "/image", "/resample",
+                                           "/regenerate_region", "/compare"}
     assert api["unnamed_endpoints"] == {}
 
 
@@ -545,9 +633,32 @@ def test_client_complete_and_make_scan(client):
     from gradio_client import handle_file
 
     scan = client.predict("mug", 2, "view", 30, 20, 0.0, api_name="/make_scan")
-    final = client.predict(handle_file(scan), "mug", *settings(), api_name="/complete")
+    final = client.predict(handle_file(scan), *placing("mug"), *settings(), api_name="/complete")
     assert payload(final[0])["caption"].startswith(f"step {STEPS}/{STEPS} - 576/576 tokens known")
     assert len(final[2]) == 6
+
+
+def test_client_places_a_sensor_scan_and_downloads_in_its_frame(client, sensed):
+    """Through the API as the scan tab uses it: place (the automatic search), turn by hand (the preview
+    follows), complete; the download overlays the scan in metres."""
+    from gradio_client import handle_file
+
+    path, scan, truth = sensed
+    plot, info, *controls = client.predict(handle_file(str(path)), "chair", "auto", "auto", api_name="/place_scan")
+    pts = preview_points(plot)
+    assert (np.abs(pts) <= 1.0).all(1).mean() > 0.97 and controls == [0, 1, 0, 0, 0]
+    assert "chair_lidar.npy" in info and "ground plane removed" in info and "stray points removed" in info
+    assert float(info.split("scale ")[1].split(" ")[0]) / truth.scale == pytest.approx(1.0, abs=0.05)
+    turned, _ = client.predict(handle_file(str(path)), "chair", "auto", "auto", 90, 1, 0, 0, 0,
+                               api_name="/preview_placement")
+    moved = preview_points(turned)
+    assert not np.allclose(np.sort(moved[:, 0]), np.sort(pts[:, 0]), atol=0.05)    # the preview changed ...
+    np.testing.assert_allclose(np.sort(moved[:, 0]), np.sort(pts[:, 2]), atol=2e-3)  # ... turned by 90 deg
+    final = client.predict(handle_file(str(path)), *placing("chair", "auto"), *settings(), api_name="/complete")
+    mesh = trimesh.load(next(f for f in final[2] if f.endswith(".stl")), force="mesh")
+    lo, hi = scan.min(0), scan.max(0)
+    assert np.all(mesh.bounds[0] < hi) and np.all(mesh.bounds[1] > lo)   # the scan's box, in metres
+    assert np.ptp(mesh.bounds, axis=0).max() < 2.0                       # metres, not canonical units
 
 
 def test_client_generate_image(client, tmp_path):
@@ -574,15 +685,21 @@ def test_client_bad_inputs_then_a_good_request(client, bad_files, config):
             words = "exceeds the maximum file size"
         if name == "scan.txt":                   # the File component's file_types, checked by app.guard
             words = "must be a file of one of these types: .xyz"
-        refused(words, handle_file(str(bad_files / name)), "any", *settings(), api_name="/complete")
+        refused(words, handle_file(str(bad_files / name)), *placing(frame="auto"), *settings(), api_name="/complete")
     refused("not an image we can read", handle_file(str(bad_files / "not_an_image.png")), "any", 0.5,
             api_name="/image")
     refused("image_file: .*not an image we can read", handle_file(str(bad_files / "not_an_image.png")), "any", 0.5,
             *settings(), api_name="/generate_image")          # the event validator, before the queue
-    refused("scan_file: Upload a scan", None, "any", *settings(), api_name="/complete")
+    refused("scan_file: Upload a scan", None, *placing(), *settings(), api_name="/complete")
+    refused("'Scale' \\(input 6\\).* must be a number from 0.2 to 5; got 0.0", handle_file(str(CHAIR_SCAN)),
+            *placing(scale=0.0), *settings(), api_name="/complete")                # a slider's range, in words
+    refused("'Decoding steps' \\(input 13\\).* must be a number from 1 to 100", handle_file(str(CHAIR_SCAN)),
+            *placing(), *settings(steps=0), api_name="/complete")
     refused("not in the list of choices", "dragon", *settings(), api_name="/generate")
-    refused("less than minimum value 1", "chair", *settings(steps=0), api_name="/generate")
-    refused("greater than maximum value 10", "chair", *settings(guidance=50), api_name="/generate")
+    refused("'Decoding steps' \\(input 4\\).* must be a number from 1 to 100; got 0", "chair", *settings(steps=0),
+            api_name="/generate")
+    refused("'Guidance \\(CFG scale at the end\\)' \\(input 8\\).* must be a number from 0 to 10; got 50", "chair",
+            *settings(guidance=50), api_name="/generate")
     # the server itself refuses an over-size upload, whatever the client does
     with open(bad_files / "big.xyz", "rb") as f:
         r = httpx.post(f"{client.src.rstrip('/')}/gradio_api/upload", files={"files": ("big.xyz", f)})
@@ -622,7 +739,7 @@ def test_api_refuses_wrong_types_and_counts_in_plain_words(client, served, caplo
     r = httpx.post(f"{url}/queue/join", content=b"{not json")
     assert r.status_code == 422 and "JSON object" in r.json()["error"]
     private = [f for f in served[0].fns.values() if f.api_visibility == "private" and f.fn is not None]
-    assert {f.fn.__name__ for f in private} >= {"show_mesh", "preview_scan", "play"}
+    assert {f.fn.__name__ for f in private} >= {"show_mesh", "place_scan", "preview_placement", "play"}
     for f in private:                                                   # helpers have no name to call
         assert f.api_name is None or httpx.post(f"{url}/call/{f.api_name}", json={"data": []}).status_code == 404
     r = httpx.post(f"{url}/call/show_mesh", json={"data": [None]})

@@ -209,6 +209,60 @@ def test_compare_draws_both_settings_side_by_side(page):
     assert page.errors == []
 
 
+PREVIEW_POINTS = """() => { const g = document.querySelector('#scan-preview .js-plotly-plot');
+    if (!g || !g.data) return null;
+    return g.data.filter(t => t.mode === 'markers').flatMap(t => t.x.map((x, i) => [x, t.y[i], t.z[i]])); }"""
+
+
+def test_scan_placement_preview_and_controls(page, tmp_path_factory):
+    """A metres, z-up sensor scan of a benchmark chair, uploaded with its class: the automatic placement
+    is described and previewed inside the canonical box; the placement controls are there, and turning
+    or scaling the scan redraws the preview accordingly."""
+    from smart3d.dataset import make_sample
+    from smart3d.intake import sensor_scan
+
+    scan, _, _ = sensor_scan(make_sample("chair", 19).dense.astype(np.float64), height=0.85,
+                             generator=np.random.default_rng(3))
+    path = tmp_path_factory.mktemp("scan") / "chair_lidar.npy"
+    np.save(path, scan)
+    page.get_by_role("tab", name="Partial scan").click()
+    page.locator("#scan-frame").get_by_text("place automatically").click()
+    page.click("#scan-class input")
+    page.get_by_role("option", name="chair", exact=True).click()
+    page.wait_for_function("document.querySelector('#scan-class input').value === 'chair'", timeout=30_000)
+    page.set_input_files("#scan-file input[type=file]", str(path))
+    page.wait_for_function("document.querySelector('#scan-info').innerText.includes('chair_lidar.npy')",
+                           timeout=180_000)
+    info = page.inner_text("#scan-info")
+    assert "ground plane removed" in info and "to template chair/" in info and "patches" in info, info
+    page.wait_for_function(f"({PREVIEW_POINTS})() !== null", timeout=60_000)
+    placed = np.array(page.evaluate(PREVIEW_POINTS), dtype=float)
+    assert len(placed) > 1000 and (np.abs(placed) <= 1.0).all(1).mean() > 0.97     # inside the canonical box
+    for control in ("up-axis", "scan-yaw", "scan-scale", "scan-offset-x", "scan-offset-y", "scan-offset-z",
+                    "canonical-downloads"):
+        assert page.locator(f"#{control}").is_visible(), control
+
+    def set_control(control: str, value: str) -> np.ndarray:
+        before = page.evaluate(PREVIEW_POINTS)
+        box = page.locator(f"#{control} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_function(f"(before) => JSON.stringify(({PREVIEW_POINTS})()) !== JSON.stringify(before)",
+                               arg=before, timeout=120_000)
+        return np.array(page.evaluate(PREVIEW_POINTS), dtype=float)
+
+    yaw = float(info.split("yaw ")[1].split(" ")[0])
+    turned = set_control("scan-yaw", "90")                             # yaw(90): x' = z, z' = -x
+    now = float(page.inner_text("#scan-info").split("yaw ")[1].split(" ")[0])
+    assert abs((now - yaw - 90 + 180) % 360 - 180) <= 1, (yaw, now)    # the description follows (to a degree)
+    assert len(turned) == len(placed)
+    np.testing.assert_allclose(np.sort(turned[:, 0]), np.sort(placed[:, 2]), atol=2e-3)
+    np.testing.assert_allclose(np.sort(turned[:, 1]), np.sort(placed[:, 1]), atol=2e-3)
+    halved = set_control("scan-scale", "0.5")                          # about the box's centre
+    np.testing.assert_allclose(np.sort(halved[:, 1]), np.sort(0.5 * placed[:, 1]), atol=2e-3)
+    assert page.errors == []
+
+
 def test_partial_scan_tab(page):
     page.get_by_role("tab", name="Partial scan").click()
     page.get_by_text("chair_plane_cut.ply (chair)").click()             # an example scan
