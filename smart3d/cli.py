@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .classes import CLASSES
@@ -103,24 +104,36 @@ def cmd_complete(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .dataset import check_class
-    from .io import load_point_cloud, normalize_unit_box
+    from .intake import canonical_placement, place_scan
+    from .io import InputError, load_point_cloud
     from .pipeline import load_pipeline
     from .sampler import SamplingOptions
 
     name = None if args.class_name in (None, "none") else check_class(args.class_name)
     options = SamplingOptions.from_args(args)
-    points = load_point_cloud(args.input, generator=np.random.default_rng(args.seed))
-    if np.abs(points).max() > 1.0:                # not in the canonical frame yet: per-shape unit box
-        points, _ = normalize_unit_box(points)
+    raw = load_point_cloud(args.input, generator=np.random.default_rng(args.seed))
+    placement = (canonical_placement(raw) if args.placement == "canonical"
+                 else place_scan(raw, name, args.up, generator=np.random.default_rng(args.seed)))
+    if args.placement == "auto":
+        print(f"placed {args.input}: {placement.describe()}")
+    points = placement.points
+    points = points[(np.abs(points) <= 1.0).all(1)]
+    if not len(points):
+        raise InputError(f"{args.input}: none of its points falls inside the canonical box; check --placement / --up")
     names = _output_names(Path(args.out), Path(args.input).stem + "_completed", args.num, args.overwrite)
     pipe = load_pipeline(args.weights, args.device)
     t0 = time.time()
     tokens, visible = pipe.tokens_of_points(points)
     results = pipe.run(pipe.condition(name, args.num, tokens, visible), args.seed, options)
-    settings = {"class": name, "seed": args.seed, "input": Path(args.input).name, "options": options.record()}
+    settings = {"class": name, "seed": args.seed, "input": Path(args.input).name, "options": options.record(),
+                "frame": "canonical"}
+    if args.placement == "auto" and not args.canonical_output:    # back in the scan's own frame and units
+        results = [replace(r, mesh=placement.mesh_to_scan(r.mesh), points=placement.to_scan(r.points).astype(np.float32))
+                   for r in results]
+        settings.update(frame="scan", scan_to_canonical=np.round(placement.matrix, 8).tolist())
     _write_results(results, Path(args.out), names, settings)
     print(f"completed {args.input} ({len(points)} points) as {name or 'any class'} (seed {args.seed}) "
-          f"in {time.time() - t0:.1f} s: {', '.join(n + '.glb' for n in names)} in {args.out}")
+          f"in {time.time() - t0:.1f} s, {settings['frame']} frame: {', '.join(n + '.glb' for n in names)} in {args.out}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -193,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--input", required=True, help="partial scan: .ply .obj .off .stl .glb .xyz .npy .npz .pcd")
             s.add_argument("--class", dest="class_name", default=None, help="class hint (default: none)")
+            s.add_argument("--placement", default="auto", choices=["auto", "canonical"],
+                           help="auto: a real scan (any units and axes, floor and strays allowed) placed by "
+                                "smart3d.intake for its class; canonical: already y up, front +z, inside -1..1")
+            s.add_argument("--up", default=None, choices=["+x", "-x", "+y", "-y", "+z", "-z"],
+                           help="the scan's up axis (auto placement; default: the floor's normal, else +z)")
+            s.add_argument("--canonical-output", action="store_true",
+                           help="write the completion in the canonical frame, not the scan's (auto placement)")
         s.add_argument("--num", type=int, default=4 if cmd == "generate" else 1, help="number of shapes")
         s.add_argument("--seed", type=int, default=0)
         SamplingOptions.add_arguments(s)

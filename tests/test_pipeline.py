@@ -90,10 +90,25 @@ def test_cli_classes_generate_complete_and_errors(weights, tmp_path):
     assert glb_metadata(tmp_path / "gen" / "chair_00.glb")["seed"] == 0
     scan = tmp_path / "scan.xyz"
     np.savetxt(scan, np.random.default_rng(1).uniform(-0.5, 0.2, size=(3000, 3)))
-    out = _cli("complete", "--input", str(scan), "--seed", "0", "--steps", "3", "--weights", str(weights),
-               "--out", str(tmp_path / "done"))
+    out = _cli("complete", "--input", str(scan), "--placement", "canonical", "--seed", "0", "--steps", "3",
+               "--weights", str(weights), "--out", str(tmp_path / "done"))
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "done" / "scan_completed.glb").exists()
+    assert glb_metadata(tmp_path / "done" / "scan_completed.glb")["frame"] == "canonical"
+    # a sensor scan (metres, z-up, floor, strays) is placed for its class and completed back in metres
+    from smart3d.intake import sensor_scan
+    from smart3d.dataset import make_sample
+    real, _, _ = sensor_scan(make_sample("chair", 19).dense, height=0.85, generator=np.random.default_rng(3))
+    np.savetxt(tmp_path / "real.xyz", real)
+    out = _cli("complete", "--input", str(tmp_path / "real.xyz"), "--class", "chair", "--seed", "0", "--steps", "3",
+               "--weights", str(weights), "--out", str(tmp_path / "real"))
+    assert out.returncode == 0, out.stderr
+    assert "placed" in out.stdout and "ground plane removed" in out.stdout
+    meta = glb_metadata(tmp_path / "real" / "real_completed.glb")
+    assert meta["frame"] == "scan" and np.asarray(meta["scan_to_canonical"]).shape == (4, 4)
+    done = trimesh.load(tmp_path / "real" / "real_completed.glb", force="mesh")
+    if len(done.vertices):                                        # the tiny test weights may draw little
+        lo, hi = done.bounds
+        assert hi[2] - lo[2] < 2.0 and lo[2] > real[:, 2].min() - 0.5    # metres, standing on the scan's floor
     bad = _cli("generate", "--class", "spaceship", "--out", str(tmp_path / "x"), "--weights", str(weights))
     assert bad.returncode == 2 and "valid classes" in bad.stderr and "Traceback" not in bad.stderr
     nan = tmp_path / "nan.xyz"
@@ -115,7 +130,8 @@ def test_cli_refuses_to_overwrite_results_unless_asked(weights, tmp_path):
     scan = tmp_path / "scan.xyz"
     np.savetxt(scan, np.random.default_rng(1).uniform(-0.5, 0.2, size=(3000, 3)))
     (tmp_path / "scan_completed.ply").write_text("keep me")
-    done = _cli("complete", "--input", str(scan), "--steps", "2", "--weights", str(weights), "--out", str(tmp_path))
+    done = _cli("complete", "--input", str(scan), "--placement", "canonical", "--steps", "2", "--weights", str(weights),
+                "--out", str(tmp_path))
     assert done.returncode == 2 and "scan_completed.ply" in done.stderr and "--overwrite" in done.stderr
     assert (tmp_path / "scan_completed.ply").read_text() == "keep me"
 
